@@ -11,12 +11,23 @@ exceeds 2**53) become ``int``.
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass, field
 from typing import Any, Union
 
 from models.numbers import NumberError, plain_text
 
-_DECODER = json.JSONDecoder(parse_float=str)
+
+
+class _Token(str):
+    """A JSON number token with a fraction or exponent, kept as its exact text (already valid JSON)."""
+
+    __slots__ = ()
+
+
+_DECODER = json.JSONDecoder(parse_float=_Token)
+#: A decimal sent as a JSON *string* (v1 style) must still be a plain number.
+_DECIMAL_STRING = re.compile(r"-?[0-9]+(?:\.[0-9]+)?(?:[eE][-+]?[0-9]+)?")
 
 
 @dataclass(slots=True)
@@ -253,8 +264,10 @@ def _data_list(obj: dict[str, Any]) -> list[dict[str, Any]]:
 
 def _dec(value: Any, name: str) -> str:
     """An exact decimal string from a JSON number token (float tokens already arrive as str)."""
+    if type(value) is _Token:
+        return plain_text(str(value))
     if isinstance(value, str):
-        return plain_text(value) if value else _fail(name, value)
+        return plain_text(value) if _DECIMAL_STRING.fullmatch(value) else _fail(name, value)
     if isinstance(value, int) and not isinstance(value, bool):
         return str(value)
     return _fail(name, value)

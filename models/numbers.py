@@ -15,6 +15,10 @@ from __future__ import annotations
 from decimal import Decimal, InvalidOperation
 
 
+#: Largest decimal exponent accepted in a token; real prices and quantities are far inside it.
+MAX_EXPONENT = 40
+
+
 class NumberError(ValueError):
     """A price or quantity token that cannot be represented exactly."""
 
@@ -26,8 +30,9 @@ def plain_text(token: str) -> str:
             value = Decimal(token)
         except InvalidOperation as exc:
             raise NumberError(f"not a number: {token!r}") from exc
-        if not value.is_finite():
-            raise NumberError(f"not a finite number: {token!r}")
+        # a hostile exponent ("1e999999999") would expand into gigabytes of digits
+        if not value.is_finite() or abs(value.adjusted()) > MAX_EXPONENT:
+            raise NumberError(f"not a plausible price or quantity: {token!r}")
         return format(value, "f")
     return token
 

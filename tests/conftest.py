@@ -1,0 +1,68 @@
+"""Shared fixtures: the real Kraken captures and a simple reference book for property tests."""
+
+from __future__ import annotations
+
+import os
+from decimal import Decimal
+from pathlib import Path
+from zlib import crc32
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+CAPTURES = Path(os.environ.get("KRAKENFLOW_CAPTURES", ROOT.parent / "shared" / "kraken-captures"))
+
+
+def capture_files() -> list[Path]:
+    files = sorted(CAPTURES.glob("*.jsonl"))
+    if not files:
+        raise RuntimeError(
+            f"no Kraken captures found in {CAPTURES}; set KRAKENFLOW_CAPTURES to the folder holding them"
+        )
+    return files
+
+
+@pytest.fixture(scope="session")
+def captures() -> list[Path]:
+    return capture_files()
+
+
+class ReferenceBook:
+    """A deliberately simple book: dicts of Decimal, sorted from scratch, formatted with precision.
+
+    Independent of the engine's tick arithmetic so property tests compare two implementations.
+    """
+
+    def __init__(self, depth: int, price_precision: int, qty_precision: int) -> None:
+        self.depth, self.pp, self.qp = depth, price_precision, qty_precision
+        self.bids: dict[Decimal, Decimal] = {}
+        self.asks: dict[Decimal, Decimal] = {}
+
+    def snapshot(self, bids: list[tuple[str, str]], asks: list[tuple[str, str]]) -> None:
+        self.bids, self.asks = {}, {}
+        self.update(bids, asks)
+
+    def update(self, bids: list[tuple[str, str]], asks: list[tuple[str, str]]) -> None:
+        for side, levels in ((self.bids, bids), (self.asks, asks)):
+            for price, qty in levels:
+                if Decimal(qty) == 0:
+                    side.pop(Decimal(price), None)
+                else:
+                    side[Decimal(price)] = Decimal(qty)
+        self.bids = dict(self.sorted_bids()[: self.depth])
+        self.asks = dict(self.sorted_asks()[: self.depth])
+
+    def sorted_bids(self) -> list[tuple[Decimal, Decimal]]:
+        return sorted(self.bids.items(), key=lambda kv: kv[0], reverse=True)
+
+    def sorted_asks(self) -> list[tuple[Decimal, Decimal]]:
+        return sorted(self.asks.items(), key=lambda kv: kv[0])
+
+    def text(self, levels: list[tuple[Decimal, Decimal]]) -> list[tuple[str, str]]:
+        return [(f"{p:.{self.pp}f}", f"{q:.{self.qp}f}") for p, q in levels]
+
+    def checksum(self) -> int:
+        parts = []
+        for price, qty in self.text(self.sorted_asks()[:10]) + self.text(self.sorted_bids()[:10]):
+            parts.append(price.replace(".", "").lstrip("0") + qty.replace(".", "").lstrip("0"))
+        return crc32("".join(parts).encode())

@@ -1,0 +1,174 @@
+"""The L2 book against Kraken's documented vectors and a simple reference book (property tests)."""
+
+from __future__ import annotations
+
+import random
+from decimal import Decimal
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from models.book import DEPTHS, BookDelta, L2Book
+from models.numbers import format_ticks
+from tests.conftest import ReferenceBook
+
+pytestmark = pytest.mark.unit
+
+Levels = list[tuple[str, str]]
+
+
+def test_docs_btcusd_worked_example_checksum() -> None:
+    """Kraken's book v2 guide: this snapshot hashes to 3310070434 (pinned in Kraken's Rust SDK too)."""
+    asks = [("45285.2", "0.00100000"), ("45286.4", "1.54571953"), ("45286.6", "1.54571109"),
+            ("45289.6", "1.54560911"), ("45290.2", "0.15890660"), ("45291.8", "1.54553491"),
+            ("45294.7", "0.04454749"), ("45296.1", "0.35380000"), ("45297.5", "0.09945542"),
+            ("45299.5", "0.18772827")]
+    bids = [("45283.5", "0.10000000"), ("45283.4", "1.54582015"), ("45282.1", "0.10000000"),
+            ("45281.0", "0.10000000"), ("45280.3", "1.54592586"), ("45279.0", "0.07990000"),
+            ("45277.6", "0.03310103"), ("45277.5", "0.30000000"), ("45277.3", "1.54602737"),
+            ("45276.6", "0.15445238")]
+    for precision in ((1, 8), None):
+        book = L2Book("BTC/USD", 10, precision)
+        delta = book.apply_snapshot(bids, asks, 3310070434)
+        assert delta.checksum == 3310070434 and delta.checksum_ok
+        assert book.checksum_text().startswith("4528521000004528641545719534528661545711094528961545609114")
+
+
+def test_float_rendering_breaks_checksum_but_precision_restores_it() -> None:
+    # python-kraken-sdk's recorder wrote 0.8 for 0.80000000: only the instrument precision fixes it
+    exact = L2Book("X/Y", 10, (1, 8))
+    wire = L2Book("X/Y", 10, None)
+    exact.apply_snapshot([("100.0", "0.8")], [("100.1", "4.0")])
+    wire.apply_snapshot([("100.0", "0.8")], [("100.1", "4.0")])
+    assert exact.checksum_text() == "1001" "400000000" "1000" "80000000"
+    assert wire.checksum_text() == "10014010008"
+
+
+def test_update_applies_in_order_and_deletes_and_truncates() -> None:
+    book = L2Book("BTC/USD", 3, (1, 8))
+    book.apply_snapshot([("10.0", "1"), ("9.0", "1"), ("8.0", "1")], [("11.0", "1"), ("12.0", "1"), ("13.0", "1")])
+    # same level twice in one message: the last one wins; 9.5 pushes 8.0 out (Kraken sends no delete)
+    delta = book.apply_update([("9.5", "2"), ("9.5", "3"), ("10.0", "0")], [])
+    assert book.levels("bids") == [("9.5", "3.00000000"), ("9.0", "1.00000000"), ("8.0", "1.00000000")]
+    assert delta.bids == [("9.5", "3.00000000"), ("10.0", "0.00000000")]
+    delta = book.apply_update([("9.7", "1")], [])
+    assert book.levels("bids")[0] == ("9.7", "1.00000000")
+    assert ("8.0", "0.00000000") in delta.bids  # truncation delete is explicit in the delta
+
+
+def test_crossed_book_is_reported() -> None:
+    book = L2Book("BTC/USD", 10, (1, 8))
+    assert not book.apply_snapshot([("10.0", "1")], [("10.1", "1")]).crossed
+    assert book.apply_update([("10.1", "1")], []).crossed
+    assert book.apply_update([("10.1", "0")], []).crossed is False
+
+
+def test_precision_update_rekeys_book_exactly() -> None:
+    book = L2Book("MINA/GBP", 10, (4, 8))
+    book.apply_snapshot([("0.0280", "10.5")], [("0.0290", "1")])
+    before = book.checksum()
+    book.set_precision((5, 8))
+    assert book.levels("bids") == [("0.02800", "10.50000000")]
+    assert book.checksum() != before  # Kraken hashes the new rendering
+    book.set_precision((4, 8))
+    assert book.checksum() == before
+    with pytest.raises(ValueError):
+        book.set_precision((2, 8))  # 0.0280 cannot be written with 2 decimals: book kept as it was
+    assert book.precision == (4, 8) and book.checksum() == before
+
+
+def test_depth_must_be_positive() -> None:
+    with pytest.raises(ValueError, match="depth"):
+        L2Book("X/Y", 0)
+
+
+# -- property tests against the reference book ----------------------------------------------------
+
+
+def _token(ticks: int, precision: int, rng: random.Random) -> str:
+    """Kraken's rendering, sometimes re-serialised the way recorders do (zeros lost, exponents)."""
+    text = format_ticks(ticks, precision)
+    style = rng.random()
+    if style < 0.1 and "." in text:
+        text = text.rstrip("0").rstrip(".") or "0"
+    elif style < 0.15 and ticks:
+        text = f"{Decimal(text):.6e}"
+    return text
+
+
+def _messages(rng: random.Random, depth: int, pp: int, qp: int, n_updates: int) -> list[tuple[bool, Levels, Levels]]:
+    mid = rng.randint(depth + 50, 10 ** min(pp + 6, 12))  # in ticks: tiny prices when pp is large
+    live_bids: set[int] = set()
+    live_asks: set[int] = set()
+
+    def qty() -> str:
+        return _token(rng.randint(1, 10 ** min(qp + 3, 12)), qp, rng)
+
+    def level(side_set: set[int], lo: int, hi: int) -> tuple[str, str]:
+        roll = rng.random()
+        if side_set and roll < 0.3:
+            ticks = rng.choice(sorted(side_set))
+            side_set.discard(ticks)
+            return _token(ticks, pp, rng), _token(0, qp, rng)
+        ticks = rng.randint(lo, hi)
+        side_set.add(ticks)
+        return _token(ticks, pp, rng), qty()
+
+    spread = rng.randint(1, 5)
+    n = rng.randint(0, depth + 20)
+    snap_b = [level(live_bids, max(1, mid - 3 * depth), mid) for _ in range(n)]
+    snap_a = [level(live_asks, mid + spread, mid + spread + 3 * depth) for _ in range(rng.randint(0, depth + 20))]
+    messages = [(True, snap_b, snap_a)]
+    for _ in range(n_updates):
+        b = [level(live_bids, max(1, mid - 3 * depth), mid) for _ in range(rng.randint(0, 4))]
+        a = [level(live_asks, mid + spread, mid + spread + 3 * depth) for _ in range(rng.randint(0, 4))]
+        messages.append((False, b, a))
+    return messages
+
+
+def _apply_delta(consumer: dict[str, dict[Decimal, str]], delta: BookDelta) -> None:
+    if delta.is_snapshot:
+        consumer["bids"], consumer["asks"] = {}, {}
+    for name, levels in (("bids", delta.bids), ("asks", delta.asks)):
+        for price, qty in levels:
+            if Decimal(qty) == 0:
+                consumer[name].pop(Decimal(price), None)
+            else:
+                consumer[name][Decimal(price)] = qty
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    seed=st.integers(0, 2**32),
+    depth=st.sampled_from(DEPTHS),
+    pp=st.integers(0, 10),
+    qp=st.integers(0, 10),
+    n_updates=st.integers(1, 60),
+)
+def test_book_matches_reference_and_deltas_rebuild_it(seed: int, depth: int, pp: int, qp: int, n_updates: int) -> None:
+    rng = random.Random(seed)
+    book = L2Book("T/USD", depth, (pp, qp))
+    ref = ReferenceBook(depth, pp, qp)
+    consumer: dict[str, dict[Decimal, str]] = {"bids": {}, "asks": {}}
+    for is_snapshot, bids, asks in _messages(rng, depth, pp, qp, n_updates):
+        if is_snapshot:
+            ref.snapshot(bids, asks)
+            delta = book.apply_snapshot(bids, asks, ref.checksum())
+        else:
+            ref.update(bids, asks)
+            delta = book.apply_update(bids, asks, ref.checksum())
+        assert book.levels("bids") == ref.text(ref.sorted_bids())
+        assert book.levels("asks") == ref.text(ref.sorted_asks())
+        assert delta.checksum_ok, (delta.checksum, delta.expected_checksum)
+        _apply_delta(consumer, delta)
+        assert sorted(consumer["bids"].items(), reverse=True) == [(Decimal(p), q) for p, q in book.levels("bids")]
+        assert sorted(consumer["asks"].items()) == [(Decimal(p), q) for p, q in book.levels("asks")]
+
+
+def test_wrong_checksum_is_detected() -> None:
+    book = L2Book("BTC/USD", 10, (1, 8))
+    good = book.apply_snapshot([("10.0", "1")], [("10.1", "1")])
+    bad = book.apply_update([("10.0", "2")], [], checksum=good.checksum)
+    assert bad.checksum_ok is False and bad.checksum != good.checksum
+    assert book.apply_update([], [], checksum=None).checksum_ok is None

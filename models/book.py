@@ -9,8 +9,13 @@ Rules (Kraken's book v2 guide, verified on 767 real checksums):
 4. the checksum is CRC32 of the top 10 asks (ascending) then the top 10 bids (descending), each level
    written as price then quantity with the ``.`` removed and leading zeros stripped.
 
-Every applied message yields a :class:`BookDelta`: the net change per touched level, with explicit zero
-quantities for levels deleted or truncated away, so a consumer that applies deltas holds the same book.
+Every applied message yields a :class:`BookDelta` whose levels, applied in order, turn the previous book
+into the new one: the message's own levels, then an explicit zero-quantity delete for every level the
+truncation removed.
+
+Performance: levels are keyed by integer ticks (negated for bids, so both sides sort best first) in a
+:class:`~sortedcontainers.SortedList`, with a plain dict holding each level's text and checksum
+fragment. Token conversions are memoised per book because prices (and many quantities) repeat.
 """
 
 from __future__ import annotations
@@ -20,7 +25,7 @@ from decimal import Decimal
 from typing import Iterable, Union
 from zlib import crc32
 
-from sortedcontainers import SortedDict
+from sortedcontainers import SortedList
 
 from models.numbers import fragment, scale, unscaled
 
@@ -28,19 +33,26 @@ from models.numbers import fragment, scale, unscaled
 DEPTHS: tuple[int, ...] = (10, 25, 100, 500, 1000)
 #: Levels per side that the checksum covers, whatever the depth.
 CHECKSUM_LEVELS = 10
+#: Memoised token conversions per book and kind before the memo is cleared.
+_MEMO_LIMIT = 8192
 
 Key = Union[int, Decimal]
-#: A level as stored: (price text, qty text, checksum fragment of price+qty).
-Level = tuple[str, str, str]
-#: A level as it arrives or leaves: (price token, qty token), decimal strings.
+#: A level as it arrives or leaves: (price, qty) decimal strings.
 Pair = tuple[str, str]
+#: A stored level: (price text, qty text, checksum fragment of price+qty).
+Level = tuple[str, str, str]
+#: A converted price token: (ask key, bid key, text, fragment).
+_Price = tuple[Key, Key, str, str]
+#: A converted qty token: (non-zero, text, fragment).
+_Qty = tuple[bool, str, str]
 
 
 @dataclass(slots=True)
 class BookDelta:
     """The normalized result of applying one book message.
 
-    ``bids``/``asks`` hold ``(price, qty)`` decimal strings; a zero quantity deletes the level. For a
+    ``bids``/``asks`` hold ``(price, qty)`` decimal strings written with the pair's precision; a zero
+    quantity deletes the level. Applied in order they turn the previous book into the new one. For a
     snapshot (``is_snapshot``) they are the whole book, best first, and replace it.
     """
 
@@ -60,15 +72,47 @@ class BookDelta:
         return self.checksum == self.expected_checksum
 
 
+class _Side:
+    """One side of the book: sorted keys (best first) and key -> level."""
+
+    __slots__ = ("keys", "levels", "is_ask", "top")
+
+    def __init__(self, is_ask: bool) -> None:
+        self.keys: SortedList = SortedList()
+        self.levels: dict[Key, Level] = {}
+        self.is_ask = is_ask
+        #: Cached checksum text of the top 10, ``None`` once a change reached them.
+        self.top: str | None = None
+
+    def clear(self) -> None:
+        self.keys.clear()
+        self.levels.clear()
+        self.top = None
+
+    def top_fragments(self) -> str:
+        top = self.top
+        if top is None:
+            levels = self.levels
+            top = self.top = "".join([levels[k][2] for k in self.keys[:CHECKSUM_LEVELS]])
+        return top
+
+    def pairs(self, depth: int | None = None) -> list[Pair]:
+        levels = self.levels
+        keys = self.keys if depth is None else self.keys[:depth]
+        return [levels[k][:2] for k in keys]  # type: ignore[misc]
+
+    def __len__(self) -> int:
+        return len(self.levels)
+
+
 class L2Book:
     """One pair's book at one subscribed depth.
 
-    With a known instrument precision, levels are keyed by integer ticks (fast, exact) and written with
-    that precision; without one, the exact wire text is kept and keyed by :class:`~decimal.Decimal`.
-    Bids are keyed by the negated price so that both sides iterate best first.
+    With a known instrument precision ``(price decimals, qty decimals)`` levels are written with it;
+    without one, the exact wire text is kept (exponents expanded) and ordered as a Decimal.
     """
 
-    __slots__ = ("symbol", "depth", "precision", "bids", "asks", "zero_qty")
+    __slots__ = ("symbol", "depth", "precision", "bids", "asks", "zero_qty", "_prices", "_qtys")
 
     def __init__(self, symbol: str, depth: int = 10, precision: tuple[int, int] | None = None) -> None:
         if depth < 1:
@@ -76,9 +120,11 @@ class L2Book:
         self.symbol = symbol
         self.depth = depth
         self.precision = precision
-        self.bids: SortedDict = SortedDict()
-        self.asks: SortedDict = SortedDict()
+        self.bids = _Side(False)
+        self.asks = _Side(True)
         self.zero_qty = _zero(precision)
+        self._prices: dict[str, _Price] = {}
+        self._qtys: dict[str, _Qty] = {}
 
     # -- applying messages -------------------------------------------------------------------------
 
@@ -88,98 +134,113 @@ class L2Book:
         """Replace the book with a snapshot's levels (then truncate, then checksum)."""
         self.bids.clear()
         self.asks.clear()
-        scratch: dict[Key, str] = {}
-        self._apply(self.bids, -1, bids, scratch)
-        self._apply(self.asks, 1, asks, scratch)
+        scratch: list[Pair] = []
+        self._apply(self.bids, bids, scratch)
+        self._apply(self.asks, asks, scratch)
         self._truncate(self.bids, scratch)
         self._truncate(self.asks, scratch)
-        return BookDelta(
-            self.symbol, True, self.levels("bids"), self.levels("asks"),
-            self.checksum(), checksum, self.crossed(),
-        )
+        return BookDelta(self.symbol, True, self.bids.pairs(), self.asks.pairs(), self.checksum(), checksum,
+                         self.crossed())
 
     def apply_update(
         self, bids: Iterable[Pair], asks: Iterable[Pair], checksum: int | None = None
     ) -> BookDelta:
-        """Apply an update's levels in order, truncate, checksum; return the net delta."""
-        touched_bids: dict[Key, str] = {}
-        touched_asks: dict[Key, str] = {}
-        self._apply(self.bids, -1, bids, touched_bids)
-        self._apply(self.asks, 1, asks, touched_asks)
-        self._truncate(self.bids, touched_bids)
-        self._truncate(self.asks, touched_asks)
-        return BookDelta(
-            self.symbol, False, self._net(self.bids, touched_bids), self._net(self.asks, touched_asks),
-            self.checksum(), checksum, self.crossed(),
-        )
+        """Apply an update's levels in order, truncate, checksum; return the delta."""
+        bid_delta: list[Pair] = []
+        ask_delta: list[Pair] = []
+        if bids:
+            self._apply(self.bids, bids, bid_delta)
+            if len(self.bids.levels) > self.depth:
+                self._truncate(self.bids, bid_delta)
+        if asks:
+            self._apply(self.asks, asks, ask_delta)
+            if len(self.asks.levels) > self.depth:
+                self._truncate(self.asks, ask_delta)
+        return BookDelta(self.symbol, False, bid_delta, ask_delta, self.checksum(), checksum, self.crossed())
 
-    def _apply(self, side: SortedDict, sign: int, levels: Iterable[Pair], touched: dict[Key, str]) -> None:
-        precision = self.precision
-        for price_token, qty_token in levels:
-            if precision is not None:
-                ticks, price = scale(price_token, precision[0])
-                qty_ticks, qty = scale(qty_token, precision[1])
-                key: Key = sign * ticks
-                if qty_ticks:
-                    side[key] = (price, qty, f"{ticks}{qty_ticks}")
-                else:
-                    side.pop(key, None)
+    def _apply(self, side: _Side, tokens: Iterable[Pair], out: list[Pair]) -> None:
+        prices, qtys = self._prices, self._qtys
+        keys, levels, is_ask = side.keys, side.levels, side.is_ask
+        # Changes beyond the 10th level leave the checksum text as it was; the edge moves only when
+        # a change at or inside it happens, and that change clears the cache anyway.
+        edge = keys[CHECKSUM_LEVELS - 1] if len(keys) >= CHECKSUM_LEVELS else None
+        top_changed = False
+        for price_token, qty_token in tokens:
+            p = prices.get(price_token) or self._convert_price(price_token)
+            q = qtys.get(qty_token) or self._convert_qty(qty_token)
+            key = p[0] if is_ask else p[1]
+            if q[0]:
+                if key not in levels:
+                    keys.add(key)
+                levels[key] = (p[2], q[1], p[3] + q[2])
+            elif key in levels:
+                del levels[key]
+                keys.remove(key)
             else:
-                value, price = unscaled(price_token)
-                qty_value, qty = unscaled(qty_token)
-                key = value if sign > 0 else -value
-                if qty_value:
-                    side[key] = (price, qty, fragment(price) + fragment(qty))
-                else:
-                    side.pop(key, None)
-            touched[key] = price
+                out.append((p[2], q[1]))
+                continue
+            if edge is None or key <= edge:
+                top_changed = True
+            out.append((p[2], q[1]))
+        if top_changed:
+            side.top = None
 
-    def _truncate(self, side: SortedDict, touched: dict[Key, str]) -> None:
-        excess = len(side) - self.depth
-        while excess > 0:
-            key, level = side.popitem(-1)
-            touched[key] = level[0]
-            excess -= 1
+    def _truncate(self, side: _Side, out: list[Pair]) -> None:
+        keys, levels, zero = side.keys, side.levels, self.zero_qty
+        for _ in range(len(levels) - self.depth):
+            out.append((levels.pop(keys.pop())[0], zero))
+        if self.depth < CHECKSUM_LEVELS:
+            side.top = None
 
-    def _net(self, side: SortedDict, touched: dict[Key, str]) -> list[Pair]:
-        zero = self.zero_qty
-        get = side.get
-        out: list[Pair] = []
-        for key, price in touched.items():
-            level = get(key)
-            out.append((price, level[1]) if level is not None else (price, zero))
-        return out
+    def _convert_price(self, token: str) -> _Price:
+        if self.precision is not None:
+            ticks, text = scale(token, self.precision[0])
+            price: _Price = (ticks, -ticks, text, str(ticks))
+        else:
+            value, text = unscaled(token)
+            price = (value, -value, text, fragment(text))
+        if len(self._prices) >= _MEMO_LIMIT:
+            self._prices.clear()
+        self._prices[token] = price
+        return price
+
+    def _convert_qty(self, token: str) -> _Qty:
+        if self.precision is not None:
+            ticks, text = scale(token, self.precision[1])
+            qty: _Qty = (ticks != 0, text, str(ticks))
+        else:
+            value, text = unscaled(token)
+            qty = (value != 0, text, fragment(text))
+        if len(self._qtys) >= _MEMO_LIMIT:
+            self._qtys.clear()
+        self._qtys[token] = qty
+        return qty
 
     # -- reading -----------------------------------------------------------------------------------
 
     def checksum_text(self) -> str:
         """The string Kraken hashes: top 10 asks ascending, then top 10 bids descending."""
-        asks, bids = self.asks, self.bids
-        parts = [asks[k][2] for k in asks.keys()[:CHECKSUM_LEVELS]]
-        parts.extend([bids[k][2] for k in bids.keys()[:CHECKSUM_LEVELS]])
-        return "".join(parts)
+        return self.asks.top_fragments() + self.bids.top_fragments()
 
     def checksum(self) -> int:
         """Kraken's v2 checksum of the current book (unsigned CRC32)."""
-        return crc32(self.checksum_text().encode())
+        return crc32((self.asks.top_fragments() + self.bids.top_fragments()).encode())
 
     def crossed(self) -> bool:
         """True when the best bid is at or above the best ask (a corrupt book)."""
-        if not self.bids or not self.asks:
+        if not self.bids.levels or not self.asks.levels:
             return False
-        return -self.bids.keys()[0] >= self.asks.keys()[0]
+        return -self.bids.keys[0] >= self.asks.keys[0]
 
     def levels(self, side: str, depth: int | None = None) -> list[Pair]:
         """``(price, qty)`` decimal strings, best first, at most ``depth`` levels."""
-        book = self.bids if side == "bids" else self.asks
-        keys = book.keys()[:depth] if depth is not None else book.keys()
-        return [(book[k][0], book[k][1]) for k in keys]
+        return (self.bids if side == "bids" else self.asks).pairs(depth)
 
     def best(self) -> tuple[Pair | None, Pair | None]:
         """The best bid and best ask, or ``None`` for an empty side."""
-        bid = self.bids.peekitem(0)[1] if self.bids else None
-        ask = self.asks.peekitem(0)[1] if self.asks else None
-        return (bid[:2] if bid else None, ask[:2] if ask else None)
+        bid = self.bids.pairs(1)
+        ask = self.asks.pairs(1)
+        return (bid[0] if bid else None, ask[0] if ask else None)
 
     def __len__(self) -> int:
         return len(self.bids) + len(self.asks)
@@ -197,13 +258,18 @@ class L2Book:
         bids, asks = self.levels("bids"), self.levels("asks")
         old = self.precision
         try:
-            self.precision = precision
+            self._use_precision(precision)
             self.apply_snapshot(bids, asks)
         except ValueError:
-            self.precision = old
+            self._use_precision(old)
             self.apply_snapshot(bids, asks)
             raise
+
+    def _use_precision(self, precision: tuple[int, int] | None) -> None:
+        self.precision = precision
         self.zero_qty = _zero(precision)
+        self._prices.clear()
+        self._qtys.clear()
 
 
 def _zero(precision: tuple[int, int] | None) -> str:
@@ -211,4 +277,3 @@ def _zero(precision: tuple[int, int] | None) -> str:
     if precision is None or precision[1] == 0:
         return "0"
     return "0." + "0" * precision[1]
-

@@ -48,6 +48,11 @@ def scale(token: str, precision: int) -> tuple[int, str]:
     >>> scale("5.325e-05", 8)
     (5325, '0.00005325')
     """
+    dot = token.find(".")
+    if dot > 0 and len(token) - dot - 1 == precision:  # the wire form: exactly `precision` decimals
+        digits = token[:dot] + token[dot + 1:]
+        if digits.isdigit() and digits.isascii():
+            return int(digits), token
     text = plain_text(token) if ("e" in token or "E" in token) else token
     whole, _, frac = text.partition(".")
     if not (whole.isdigit() and text.isascii() and (not frac or frac.isdigit())):

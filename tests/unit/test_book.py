@@ -51,7 +51,7 @@ def test_update_applies_in_order_and_deletes_and_truncates() -> None:
     # same level twice in one message: the last one wins; 9.5 pushes 8.0 out (Kraken sends no delete)
     delta = book.apply_update([("9.5", "2"), ("9.5", "3"), ("10.0", "0")], [])
     assert book.levels("bids") == [("9.5", "3.00000000"), ("9.0", "1.00000000"), ("8.0", "1.00000000")]
-    assert delta.bids == [("9.5", "3.00000000"), ("10.0", "0.00000000")]
+    assert delta.bids == [("9.5", "2.00000000"), ("9.5", "3.00000000"), ("10.0", "0.00000000")]
     delta = book.apply_update([("9.7", "1")], [])
     assert book.levels("bids")[0] == ("9.7", "1.00000000")
     assert ("8.0", "0.00000000") in delta.bids  # truncation delete is explicit in the delta
@@ -128,6 +128,7 @@ def _messages(rng: random.Random, depth: int, pp: int, qp: int, n_updates: int) 
 
 
 def _apply_delta(consumer: dict[str, dict[Decimal, str]], delta: BookDelta) -> None:
+    """What a downstream consumer does: replace on snapshot, else apply levels in order."""
     if delta.is_snapshot:
         consumer["bids"], consumer["asks"] = {}, {}
     for name, levels in (("bids", delta.bids), ("asks", delta.asks)):

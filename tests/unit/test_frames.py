@@ -120,3 +120,43 @@ def test_every_capture_line_parses() -> None:
         for number, line in enumerate(path.read_bytes().splitlines(), 1):
             result = parse_frame(line)
             assert not isinstance(result, ParseError), (path.name, number, result)
+
+
+def test_fast_book_path_equals_general_parser() -> None:
+    """Every book line of every capture parses identically through the fast path and the general one."""
+    from models.frames import _DECODER, parse_object
+
+    checked = 0
+    for path in capture_files():
+        for line in path.read_text().splitlines():
+            if line.startswith('{"channel":"book"'):
+                assert parse_frame(line) == parse_object(_DECODER.decode(line))
+                checked += 1
+    assert checked == 767
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        # keys reordered, whitespace, two pairs in one frame, exponent tokens, asks before bids
+        '{"channel":"book","type":"update","data":[{"symbol":"X/Y","bids":[{"qty":1.50,"price":2.0}],"asks":[]}]}',
+        '{"channel":"book","type":"update","data":[{"symbol":"X/Y","bids":[{"price": 2.0, "qty": 1.50}]}]}',
+        '{"channel":"book","type":"update","data":[{"symbol":"X/Y","bids":[{"price":2.0,"qty":1.5}]},'
+        '{"symbol":"Z/Y","asks":[{"price":3.0,"qty":0.5}]}]}',
+        '{"channel":"book","type":"snapshot","data":[{"asks":[{"price":3.0,"qty":5.325e-05}],'
+        '"bids":[{"price":2.0,"qty":1E+2}],"checksum":1,"symbol":"X/Y"}]}',
+        '{"channel":"book","type":"update","data":[{"symbol":"X/Y","bids":[{"price":-2.0,"qty":1.5}]}]}',
+    ],
+)
+def test_fast_book_path_falls_back_on_unusual_layouts(raw: str) -> None:
+    from models.frames import _DECODER, parse_object
+
+    try:
+        expected = parse_object(_DECODER.decode(raw))
+    except ValueError as exc:
+        expected = exc
+    result = parse_frame(raw)
+    if isinstance(expected, Exception):
+        assert isinstance(result, ParseError)
+    else:
+        assert result == expected

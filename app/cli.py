@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 from typing import Sequence
 
 import orjson
@@ -25,6 +26,44 @@ def _verify(args: argparse.Namespace) -> int:
     return exit_code(reports)
 
 
+def _sim(args: argparse.Namespace) -> int:
+    import asyncio
+    import logging
+
+    from sim.server import SimSettings, Simulator
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    settings = SimSettings(
+        host=args.host, port=args.port, pairs=args.pairs, seed=args.seed, rate=args.rate,
+        pair_rate=args.pair_rate, replay=args.replay, speed=args.speed,
+    )
+
+    async def serve() -> None:
+        async with Simulator(settings) as sim:
+            mode = f"replaying {args.replay}" if args.replay else f"{len(sim.specs)} pairs, seed {args.seed}"
+            print(f"krakenflow simulator on {sim.url} ({mode}); control API at "
+                  f"http://{args.host}:{sim.port}/control/state", flush=True)
+            await asyncio.Event().wait()
+
+    try:
+        asyncio.run(serve())
+    except KeyboardInterrupt:
+        pass
+    return 0
+
+
+def _record(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from app.record import record
+
+    symbols = [s.strip() for s in args.symbols.split(",") if s.strip()]
+    channels = tuple(c.strip() for c in args.channels.split(",") if c.strip())
+    frames = asyncio.run(record(args.url, symbols, args.depth, args.seconds, args.output, channels))
+    print(f"recorded {frames} frames from {args.url} to {args.output}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="krakenflow", description="Kraken v2 order books on Kafka.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -36,6 +75,33 @@ def build_parser() -> argparse.ArgumentParser:
     verify.add_argument("captures", nargs="+", metavar="CAPTURE")
     verify.add_argument("--json", action="store_true", help="print per-file, per-pair counts as JSON")
     verify.set_defaults(func=_verify)
+
+    sim = sub.add_parser(
+        "sim", help="run the Kraken-compatible exchange simulator",
+        description="A local exchange speaking Kraken's public WebSocket v2 (book, trade, ticker, ohlc, "
+        "instrument), with fault controls at /control/<action> on the same port.",
+    )
+    sim.add_argument("--host", default="127.0.0.1")
+    sim.add_argument("--port", type=int, default=8765)
+    sim.add_argument("--pairs", type=int, default=60, help="number of pairs in the market (default 60)")
+    sim.add_argument("--seed", type=int, default=1, help="random seed; the same seed gives the same market")
+    sim.add_argument("--rate", type=float, default=50.0,
+                     help="events per second across subscribed pairs (0: as fast as possible)")
+    sim.add_argument("--pair-rate", type=float, default=None,
+                     help="events per second for every subscribed pair instead of --rate (0: maximum)")
+    sim.add_argument("--replay", type=Path, default=None, help="serve this capture file instead")
+    sim.add_argument("--speed", type=float, default=1.0,
+                     help="replay speed factor (1: original timing, 0: as fast as possible)")
+    sim.set_defaults(func=_sim)
+
+    rec = sub.add_parser("record", help="record a Kraken v2 connection to a capture file")
+    rec.add_argument("output", type=Path, metavar="CAPTURE")
+    rec.add_argument("--url", default="wss://ws.kraken.com/v2")
+    rec.add_argument("--symbols", default="BTC/USD", help="comma-separated pairs, e.g. BTC/USD,ETH/USD")
+    rec.add_argument("--depth", type=int, default=10, choices=(10, 25, 100, 500, 1000))
+    rec.add_argument("--channels", default="book", help="comma-separated channels (book,trade,ticker)")
+    rec.add_argument("--seconds", type=float, default=60.0)
+    rec.set_defaults(func=_record)
     return parser
 
 

@@ -1,0 +1,71 @@
+"""The simulator's HTTP control API, served on the WebSocket port: ``GET /control/<action>?...``.
+
+| action | parameters | effect |
+|---|---|---|
+| ``state`` | | connections, events, frames sent, subscriptions, faults |
+| ``drop`` | | abort every connection now |
+| ``drop_every`` | ``seconds`` (0 stops) | abort every connection periodically |
+| ``corrupt`` | ``symbol`` | the next book message of ``symbol`` carries a wrong checksum |
+| ``silence`` | ``symbol``, ``on`` (1/0) | stop/resume data for ``symbol``; heartbeats continue |
+| ``delay`` | ``seconds`` | add latency to every frame |
+| ``burst`` | ``symbol``, ``events`` | generate many events of ``symbol`` at once |
+| ``reject`` | ``count`` | answer the next ``count`` subscribe acks with ``Exceeded msg rate`` |
+"""
+
+from __future__ import annotations
+
+from http import HTTPStatus
+from typing import TYPE_CHECKING, Any
+from urllib.parse import parse_qs, urlsplit
+
+if TYPE_CHECKING:
+    from sim.server import Simulator
+
+
+def handle_control(sim: "Simulator", path: str) -> tuple[HTTPStatus, dict[str, Any]]:
+    url = urlsplit(path)
+    action = url.path.removeprefix("/control/").strip("/")
+    query = {k: v[-1] for k, v in parse_qs(url.query).items()}
+    try:
+        return HTTPStatus.OK, _apply(sim, action, query)
+    except KeyError as exc:
+        return HTTPStatus.BAD_REQUEST, {"error": f"missing parameter {exc.args[0]!r} for {action!r}"}
+    except ValueError as exc:
+        return HTTPStatus.BAD_REQUEST, {"error": str(exc)}
+
+
+def _symbol(sim: "Simulator", query: dict[str, str]) -> str:
+    symbol = query["symbol"]
+    if symbol not in sim.specs:
+        raise ValueError(f"unknown symbol {symbol!r}; the simulator lists its pairs on the instrument channel")
+    return symbol
+
+
+def _apply(sim: "Simulator", action: str, query: dict[str, str]) -> dict[str, Any]:
+    faults = sim.faults
+    if action == "state":
+        return sim.state()
+    if action == "drop":
+        return {"dropped": sim.drop_connections()}
+    if action == "drop_every":
+        faults.set_drop_every(float(query["seconds"]))
+    elif action == "corrupt":
+        faults.corrupt.add(_symbol(sim, query))
+    elif action == "silence":
+        symbol = _symbol(sim, query)
+        if query.get("on", "1") in ("1", "true", "yes"):
+            faults.silent.add(symbol)
+        else:
+            faults.silent.discard(symbol)
+    elif action == "delay":
+        faults.delay = max(0.0, float(query["seconds"]))
+    elif action == "burst":
+        sim.burst(_symbol(sim, query), int(query["events"]))
+    elif action == "reject":
+        faults.reject_next = int(query["count"])
+    else:
+        raise ValueError(
+            f"unknown control action {action!r}; use one of state, drop, drop_every, corrupt, silence, "
+            "delay, burst, reject"
+        )
+    return {"ok": True, "faults": faults.describe()}

@@ -1,0 +1,56 @@
+"""Replay mode: serve a capture file to each subscriber, with original or accelerated timing.
+
+A capture (``../shared/kraken-captures`` format) already holds the status frame, the acks and the
+data, so the frames go out verbatim once the client sends its first subscribe; later requests are
+not answered (the capture has its own acks). Timing follows the frames' own timestamps (book and
+trade ``timestamp``, ack ``time_out``) divided by ``speed``; ``speed=0`` sends as fast as possible.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from datetime import datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from sim.server import Client, Simulator
+
+_STAMP = re.compile(r'"(?:timestamp|time_out)":"([0-9T:.\-]+)Z"')
+
+
+def _epoch_ns(stamp: str) -> int:
+    whole, _, frac = stamp.partition(".")
+    seconds = datetime.fromisoformat(whole + "+00:00").timestamp()
+    return int(seconds) * 1_000_000_000 + int((frac + "000000000")[:9])
+
+
+class Replay:
+    def __init__(self, path: Path, speed: float = 1.0) -> None:
+        try:
+            text = Path(path).read_text()
+        except OSError as exc:
+            raise SystemExit(f"cannot read capture {path}: {exc.strerror}; give an existing capture file") from exc
+        self.frames: list[tuple[int | None, str]] = []
+        for line in text.splitlines():
+            if line.strip():
+                match = _STAMP.search(line)
+                self.frames.append((_epoch_ns(match.group(1)) if match else None, line))
+        self.speed = speed
+        self.started: set[int] = set()
+
+    async def serve(self, sim: "Simulator", client: "Client", request: dict[str, Any]) -> None:
+        if request.get("method") != "subscribe" or client.connection_id in self.started:
+            return
+        self.started.add(client.connection_id)
+        asyncio.create_task(self._stream(sim, client), name=f"replay-{client.connection_id}")
+
+    async def _stream(self, sim: "Simulator", client: "Client") -> None:
+        previous: int | None = None
+        for stamp, line in self.frames:
+            if self.speed > 0 and stamp is not None and previous is not None and stamp > previous:
+                await asyncio.sleep((stamp - previous) / 1e9 / self.speed)  # the capture's own pacing
+            if stamp is not None:
+                previous = stamp
+            sim.enqueue(client, line)

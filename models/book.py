@@ -73,16 +73,25 @@ class BookDelta:
 
 
 class _Side:
-    """One side of the book: sorted keys (best first) and key -> level."""
+    """One side of the book: sorted keys (best first) and key -> level.
 
-    __slots__ = ("keys", "levels", "is_ask", "top")
+    ``top``/``edge``/``best`` cache the top 10 (checksum text, 10th key, best key) so that neither the
+    checksum nor ``crossed`` nor the "did this change reach the top 10" test indexes the SortedList
+    (its ``__getitem__`` is Python code) on every message. They are valid while ``top`` is not None.
+    """
+
+    __slots__ = ("keys", "levels", "is_ask", "top", "edge", "best")
 
     def __init__(self, is_ask: bool) -> None:
         self.keys: SortedList = SortedList()
         self.levels: dict[Key, Level] = {}
         self.is_ask = is_ask
-        #: Cached checksum text of the top 10, ``None`` once a change reached them.
+        #: Checksum text of the top 10, ``None`` once a change reached them.
         self.top: str | None = None
+        #: The 10th key (``None`` with fewer than 10 levels: then every change reaches the top).
+        self.edge: Key | None = None
+        #: The best key, ``None`` for an empty side.
+        self.best: Key | None = None
 
     def clear(self) -> None:
         self.keys.clear()
@@ -93,7 +102,10 @@ class _Side:
         top = self.top
         if top is None:
             levels = self.levels
-            top = self.top = "".join([levels[k][2] for k in self.keys[:CHECKSUM_LEVELS]])
+            head = self.keys[:CHECKSUM_LEVELS]
+            self.edge = head[-1] if len(head) == CHECKSUM_LEVELS else None
+            self.best = head[0] if head else None
+            top = self.top = "".join([levels[k][2] for k in head])
         return top
 
     def pairs(self, depth: int | None = None) -> list[Pair]:
@@ -182,8 +194,9 @@ class L2Book:
         prices, qtys = self._prices, self._qtys
         keys, levels, is_ask = side.keys, side.levels, side.is_ask
         # Changes beyond the 10th level leave the checksum text as it was; the edge moves only when
-        # a change at or inside it happens, and that change clears the cache anyway.
-        edge = keys[CHECKSUM_LEVELS - 1] if len(keys) >= CHECKSUM_LEVELS else None
+        # a change at or inside it happens, and that change clears the cache anyway. (While the cache
+        # is already clear the edge may be stale, but then the test below does not matter.)
+        edge = side.edge
         top_changed = False
         for price_token, qty_token in tokens:
             p = prices.get(price_token) or self._convert_price(price_token)
@@ -244,13 +257,19 @@ class L2Book:
 
     def checksum(self) -> int:
         """Kraken's v2 checksum of the current book (unsigned CRC32)."""
-        return crc32((self.asks.top_fragments() + self.bids.top_fragments()).encode())
+        asks = self.asks.top_fragments().encode()
+        return crc32(self.bids.top_fragments().encode(), crc32(asks))
 
     def crossed(self) -> bool:
         """True when the best bid is at or above the best ask (a corrupt book)."""
-        if not self.bids.levels or not self.asks.levels:
+        bids, asks = self.bids, self.asks
+        if bids.top is None:
+            bids.top_fragments()
+        if asks.top is None:
+            asks.top_fragments()
+        if bids.best is None or asks.best is None:
             return False
-        return -self.bids.keys[0] >= self.asks.keys[0]
+        return -bids.best >= asks.best
 
     def levels(self, side: str, depth: int | None = None) -> list[Pair]:
         """``(price, qty)`` decimal strings, best first, at most ``depth`` levels."""

@@ -326,8 +326,10 @@ def _timestamp(d: dict[str, Any]) -> str | None:
     return value if type(value) is str else None
 
 
-#: One level exactly as Kraken writes it (plain decimals); anything else takes the general path.
-_LEVEL = re.compile(r'\{"price":([0-9]+(?:\.[0-9]+)?),"qty":([0-9]+(?:\.[0-9]+)?)\}')
+#: One level exactly as Kraken writes it. ``[0-9.]+`` is enough: it only runs on text orjson accepted
+#: (strict JSON: no leading zeros, no bare dots), where such a run in value position is a plain decimal
+#: number, and it is ~25% cheaper than spelling out the decimal grammar.
+_LEVEL = re.compile(r'\{"price":([0-9.]+),"qty":([0-9.]+)\}')
 
 
 def _book_fast(text: str) -> BookFrame | None:

@@ -21,6 +21,7 @@ fragment. Token conversions are memoised per book because prices (and many quant
 from __future__ import annotations
 
 from dataclasses import dataclass
+from itertools import islice
 from decimal import Decimal
 from typing import Iterable, Union
 from zlib import crc32
@@ -37,10 +38,9 @@ CHECKSUM_LEVELS = 10
 _MEMO_LIMIT = 8192
 
 Key = Union[int, Decimal]
-#: A level as it arrives or leaves: (price, qty) decimal strings.
+#: A level as it arrives or leaves: (price, qty) decimal strings. Stored levels are such pairs too, so
+#: the same tuple serves the book and the delta.
 Pair = tuple[str, str]
-#: A stored level: (price text, qty text, checksum fragment of price+qty).
-Level = tuple[str, str, str]
 #: A converted price token: (ask key, bid key, text, fragment).
 _Price = tuple[Key, Key, str, str]
 #: A converted qty token: (non-zero, text, fragment).
@@ -73,33 +73,48 @@ class BookDelta:
 
 
 class _Side:
-    """One side of the book: sorted keys (best first) and key -> level."""
+    """One side of the book: sorted keys (best first), key -> (price, qty) and key -> checksum fragment.
 
-    __slots__ = ("keys", "levels", "is_ask", "top")
+    ``top``/``edge``/``best`` cache the top 10 (encoded checksum text, 10th key, best key) so that
+    neither the checksum nor ``crossed`` nor the "did this change reach the top 10" test indexes the
+    SortedList on every message. They are valid while ``top`` is not None.
+    """
+
+    __slots__ = ("keys", "levels", "frags", "is_ask", "top", "edge", "best")
 
     def __init__(self, is_ask: bool) -> None:
         self.keys: SortedList = SortedList()
-        self.levels: dict[Key, Level] = {}
+        self.levels: dict[Key, Pair] = {}
+        self.frags: dict[Key, str] = {}
         self.is_ask = is_ask
-        #: Cached checksum text of the top 10, ``None`` once a change reached them.
-        self.top: str | None = None
+        #: Checksum text of the top 10 (ASCII bytes), ``None`` once a change reached them.
+        self.top: bytes | None = None
+        #: The 10th key (``None`` with fewer than 10 levels: then every change reaches the top).
+        self.edge: Key | None = None
+        #: The best key, ``None`` for an empty side.
+        self.best: Key | None = None
 
     def clear(self) -> None:
         self.keys.clear()
         self.levels.clear()
+        self.frags.clear()
         self.top = None
 
-    def top_fragments(self) -> str:
-        top = self.top
-        if top is None:
-            levels = self.levels
-            top = self.top = "".join([levels[k][2] for k in self.keys[:CHECKSUM_LEVELS]])
+    def refresh(self) -> bytes:
+        """Recompute the top-10 cache and return the checksum text."""
+        head = list(islice(self.keys, CHECKSUM_LEVELS))
+        self.edge = head[-1] if len(head) == CHECKSUM_LEVELS else None
+        self.best = head[0] if head else None
+        top = self.top = "".join(map(self.frags.__getitem__, head)).encode()
         return top
 
+    def top_fragments(self) -> bytes:
+        top = self.top
+        return top if top is not None else self.refresh()
+
     def pairs(self, depth: int | None = None) -> list[Pair]:
-        levels = self.levels
-        keys = self.keys if depth is None else self.keys[:depth]
-        return [levels[k][:2] for k in keys]  # type: ignore[misc]
+        keys = self.keys if depth is None else islice(self.keys, depth)
+        return list(map(self.levels.__getitem__, keys))
 
     def __len__(self) -> int:
         return len(self.levels)
@@ -132,63 +147,94 @@ class L2Book:
         self, bids: Iterable[Pair], asks: Iterable[Pair], checksum: int | None = None
     ) -> BookDelta:
         """Replace the book with a snapshot's levels (then truncate, then checksum)."""
-        self.bids.clear()
-        self.asks.clear()
-        scratch: list[Pair] = []
-        self._apply(self.bids, bids, scratch)
-        self._apply(self.asks, asks, scratch)
-        self._truncate(self.bids, scratch)
-        self._truncate(self.asks, scratch)
-        return BookDelta(self.symbol, True, self.bids.pairs(), self.asks.pairs(), self.checksum(), checksum,
-                         self.crossed())
+        return BookDelta(self.symbol, True, self._replace(self.bids, bids), self._replace(self.asks, asks),
+                         self.checksum(), checksum, self.crossed())
 
-    def apply_update(
-        self, bids: Iterable[Pair], asks: Iterable[Pair], checksum: int | None = None
-    ) -> BookDelta:
-        """Apply an update's levels in order, truncate, checksum; return the delta."""
-        bid_delta: list[Pair] = []
-        ask_delta: list[Pair] = []
-        if bids:
-            self._apply(self.bids, bids, bid_delta)
-            if len(self.bids.levels) > self.depth:
-                self._truncate(self.bids, bid_delta)
-        if asks:
-            self._apply(self.asks, asks, ask_delta)
-            if len(self.asks.levels) > self.depth:
-                self._truncate(self.asks, ask_delta)
-        return BookDelta(self.symbol, False, bid_delta, ask_delta, self.checksum(), checksum, self.crossed())
+    def _replace(self, side: _Side, tokens: Iterable[Pair]) -> list[Pair]:
+        """Rebuild one side from a snapshot; returns its levels best first (the snapshot delta).
 
-    def _apply(self, side: _Side, tokens: Iterable[Pair], out: list[Pair]) -> None:
+        Levels go into the dicts in message order (a repeated price keeps its last quantity, a zero
+        deletes), then the keys are sorted once and handed to the SortedList in bulk: much cheaper
+        than one ``add`` per level.
+        """
+        side.clear()
         prices, qtys = self._prices, self._qtys
-        keys, levels, is_ask = side.keys, side.levels, side.is_ask
-        # Changes beyond the 10th level leave the checksum text as it was; the edge moves only when
-        # a change at or inside it happens, and that change clears the cache anyway.
-        edge = keys[CHECKSUM_LEVELS - 1] if len(keys) >= CHECKSUM_LEVELS else None
-        top_changed = False
+        levels, frags, is_ask = side.levels, side.frags, side.is_ask
         for price_token, qty_token in tokens:
             p = prices.get(price_token) or self._convert_price(price_token)
             q = qtys.get(qty_token) or self._convert_qty(qty_token)
             key = p[0] if is_ask else p[1]
             if q[0]:
+                levels[key] = (p[2], q[1])
+                frags[key] = p[3] + q[2]
+            elif levels.pop(key, None) is not None:
+                del frags[key]
+        ordered = sorted(levels)
+        if len(ordered) > self.depth:
+            for key in ordered[self.depth:]:
+                del levels[key], frags[key]
+            del ordered[self.depth:]
+        side.keys.update(ordered)
+        return list(map(levels.__getitem__, ordered))
+
+    def apply_update(
+        self, bids: Iterable[Pair], asks: Iterable[Pair], checksum: int | None = None
+    ) -> BookDelta:
+        """Apply an update's levels in order, truncate, checksum; return the delta."""
+        bid_side, ask_side, depth = self.bids, self.asks, self.depth
+        bid_delta: list[Pair] = []
+        ask_delta: list[Pair] = []
+        if bids:
+            self._apply(bid_side, bids, bid_delta)
+            if len(bid_side.levels) > depth:
+                self._truncate(bid_side, bid_delta)
+        if asks:
+            self._apply(ask_side, asks, ask_delta)
+            if len(ask_side.levels) > depth:
+                self._truncate(ask_side, ask_delta)
+        # checksum() and crossed() inlined: this runs once per message
+        ask_top = ask_side.top if ask_side.top is not None else ask_side.refresh()
+        bid_top = bid_side.top if bid_side.top is not None else bid_side.refresh()
+        best_bid, best_ask = bid_side.best, ask_side.best
+        crossed = best_bid is not None and best_ask is not None and -best_bid >= best_ask
+        return BookDelta(self.symbol, False, bid_delta, ask_delta, crc32(bid_top, crc32(ask_top)), checksum,
+                         crossed)
+
+    def _apply(self, side: _Side, tokens: Iterable[Pair], out: list[Pair]) -> None:
+        prices, qtys = self._prices, self._qtys
+        keys, levels, frags, is_ask = side.keys, side.levels, side.frags, side.is_ask
+        # Changes beyond the 10th level leave the checksum text as it was; the edge moves only when
+        # a change at or inside it happens, and that change clears the cache anyway. (While the cache
+        # is already clear the edge may be stale, but then the test below does not matter.)
+        edge = side.edge
+        top_changed = False
+        for price_token, qty_token in tokens:
+            p = prices.get(price_token) or self._convert_price(price_token)
+            q = qtys.get(qty_token) or self._convert_qty(qty_token)
+            key = p[0] if is_ask else p[1]
+            pair = (p[2], q[1])
+            out.append(pair)
+            if q[0]:
                 if key not in levels:
                     keys.add(key)
-                levels[key] = (p[2], q[1], p[3] + q[2])
+                levels[key] = pair
+                frags[key] = p[3] + q[2]
             elif key in levels:
-                del levels[key]
+                del levels[key], frags[key]
                 keys.remove(key)
             else:
-                out.append((p[2], q[1]))
                 continue
             if edge is None or key <= edge:
                 top_changed = True
-            out.append((p[2], q[1]))
         if top_changed:
             side.top = None
 
     def _truncate(self, side: _Side, out: list[Pair]) -> None:
-        keys, levels, zero = side.keys, side.levels, self.zero_qty
+        keys, levels, frags, zero = side.keys, side.levels, side.frags, self.zero_qty
         for _ in range(len(levels) - self.depth):
-            out.append((levels.pop(keys.pop())[0], zero))
+            key = keys.pop()
+            del frags[key]
+            out.append((levels.pop(key)[0], zero))
         if self.depth < CHECKSUM_LEVELS:
             side.top = None
 
@@ -220,17 +266,20 @@ class L2Book:
 
     def checksum_text(self) -> str:
         """The string Kraken hashes: top 10 asks ascending, then top 10 bids descending."""
-        return self.asks.top_fragments() + self.bids.top_fragments()
+        return (self.asks.top_fragments() + self.bids.top_fragments()).decode()
 
     def checksum(self) -> int:
         """Kraken's v2 checksum of the current book (unsigned CRC32)."""
-        return crc32((self.asks.top_fragments() + self.bids.top_fragments()).encode())
+        return crc32(self.bids.top_fragments(), crc32(self.asks.top_fragments()))
 
     def crossed(self) -> bool:
         """True when the best bid is at or above the best ask (a corrupt book)."""
-        if not self.bids.levels or not self.asks.levels:
+        bids, asks = self.bids, self.asks
+        bids.top_fragments()  # refreshes the cached best keys if needed
+        asks.top_fragments()
+        if bids.best is None or asks.best is None:
             return False
-        return -self.bids.keys[0] >= self.asks.keys[0]
+        return -bids.best >= asks.best
 
     def levels(self, side: str, depth: int | None = None) -> list[Pair]:
         """``(price, qty)`` decimal strings, best first, at most ``depth`` levels."""

@@ -223,6 +223,8 @@ def parse_frame(raw: bytes | str) -> Frame | ParseError:
             fast = _book_fast(text)
             if fast is not None:
                 return fast
+        elif text == '{"channel":"heartbeat"}':  # once a second on every idle connection
+            return Heartbeat()
         obj = _DECODER.decode(text)
     except (UnicodeDecodeError, ValueError) as exc:
         return ParseError(f"invalid JSON: {exc}", _excerpt(raw))
@@ -312,14 +314,22 @@ def _book(obj: dict[str, Any]) -> BookFrame:
     is_snapshot = _kind(obj)
     books = [
         BookData(_str(d, "symbol"), _levels(d, "bids"), _levels(d, "asks"), _opt_int(d, "checksum"),
-                 d.get("timestamp"))
+                 _timestamp(d))
         for d in _data_list(obj)
     ]
     return BookFrame(is_snapshot, books)
 
 
-#: One level exactly as Kraken writes it (plain decimals); anything else takes the general path.
-_LEVEL = re.compile(r'\{"price":([0-9]+(?:\.[0-9]+)?),"qty":([0-9]+(?:\.[0-9]+)?)\}')
+def _timestamp(d: dict[str, Any]) -> str | None:
+    """A book message's timestamp; anything but a string is dropped (the fast path does the same)."""
+    value = d.get("timestamp")
+    return value if type(value) is str else None
+
+
+#: One level exactly as Kraken writes it. ``[0-9.]+`` is enough: it only runs on text orjson accepted
+#: (strict JSON: no leading zeros, no bare dots), where such a run in value position is a plain decimal
+#: number, and it is ~25% cheaper than spelling out the decimal grammar.
+_LEVEL = re.compile(r'\{"price":([0-9.]+),"qty":([0-9.]+)\}')
 
 
 def _book_fast(text: str) -> BookFrame | None:
@@ -333,23 +343,31 @@ def _book_fast(text: str) -> BookFrame | None:
         obj = orjson.loads(text)
     except orjson.JSONDecodeError:
         return None
-    data = obj.get("data") if type(obj) is dict else None
-    if type(data) is not list or len(data) != 1 or type(data[0]) is not dict:
+    # the caller saw text start with '{' and it parsed: obj is a dict
+    data = obj.get("data")
+    if type(data) is not list or len(data) != 1:
         return None
     d = data[0]
-    kind, symbol, checksum = obj.get("type"), d.get("symbol"), d.get("checksum")
+    if type(d) is not dict:
+        return None
+    kind = obj.get("type")
+    symbol, checksum, timestamp = d.get("symbol"), d.get("checksum"), d.get("timestamp")
     bids, asks = d.get("bids", ()), d.get("asks", ())
     if (kind != "update" and kind != "snapshot") or type(symbol) is not str or type(bids) is not list \
             or type(asks) is not list or (checksum is not None and type(checksum) is not int):
         return None
     levels = _LEVEL.findall(text)
-    if len(levels) != len(bids) + len(asks):
+    n_bids, n_asks = len(bids), len(asks)
+    if len(levels) != n_bids + n_asks:
         return None
-    if asks and bids and text.find('"asks"') < text.find('"bids"'):
-        ask_levels, bid_levels = levels[: len(asks)], levels[len(asks):]
+    if not n_asks:  # most updates touch one side: no slicing then
+        bid_levels, ask_levels = levels, []
+    elif not n_bids:
+        bid_levels, ask_levels = [], levels
+    elif text.find('"asks"') < text.find('"bids"'):
+        ask_levels, bid_levels = levels[:n_asks], levels[n_asks:]
     else:
-        bid_levels, ask_levels = levels[: len(bids)], levels[len(bids):]
-    timestamp = d.get("timestamp")
+        bid_levels, ask_levels = levels[:n_bids], levels[n_bids:]
     return BookFrame(kind == "snapshot", [
         BookData(symbol, bid_levels, ask_levels, checksum, timestamp if type(timestamp) is str else None)
     ])

@@ -36,7 +36,17 @@ class Market:
     def on_frame(self, frame: Frame) -> list[BookDelta | BookError]:
         """Apply one parsed frame; book frames return one result per pair message."""
         if isinstance(frame, BookFrame):
-            return [self.on_book(d.symbol, frame.is_snapshot, d.bids, d.asks, d.checksum) for d in frame.books]
+            books = frame.books
+            if len(books) == 1 and not frame.is_snapshot:
+                # the common case, an update for one live book, without the general path's calls
+                d = books[0]
+                book = self.books.get(d.symbol)
+                if book is not None:
+                    try:
+                        return [book.apply_update(d.bids, d.asks, d.checksum)]
+                    except NumberError as exc:
+                        return [BookError(d.symbol, str(exc))]
+            return [self.on_book(d.symbol, frame.is_snapshot, d.bids, d.asks, d.checksum) for d in books]
         if isinstance(frame, InstrumentFrame):
             for pair in frame.pairs:
                 self.set_precision(pair.symbol, (pair.price_precision, pair.qty_precision))

@@ -48,9 +48,11 @@ def scale(token: str, precision: int) -> tuple[int, str]:
     >>> scale("5.325e-05", 8)
     (5325, '0.00005325')
     """
-    dot = token.find(".")
-    if dot > 0 and len(token) - dot - 1 == precision:  # the wire form: exactly `precision` decimals
-        digits = token[:dot] + token[dot + 1:]
+    # The wire form, exactly `precision` decimals, in as few steps as possible: the dot must sit at
+    # its place and only digits remain once it is removed (a second dot fails isdigit).
+    dot = len(token) - precision - 1
+    if dot > 0 and precision and token[dot] == ".":
+        digits = token.replace(".", "", 1)
         if digits.isdigit() and digits.isascii():
             return int(digits), token
     text = plain_text(token) if ("e" in token or "E" in token) else token

@@ -146,6 +146,15 @@ def test_fast_book_path_equals_general_parser() -> None:
         '{"channel":"book","type":"snapshot","data":[{"asks":[{"price":3.0,"qty":5.325e-05}],'
         '"bids":[{"price":2.0,"qty":1E+2}],"checksum":1,"symbol":"X/Y"}]}',
         '{"channel":"book","type":"update","data":[{"symbol":"X/Y","bids":[{"price":-2.0,"qty":1.5}]}]}',
+        # fast-path layouts: asks first with both sides, one side only, side missing, no checksum
+        '{"channel":"book","type":"update","data":[{"symbol":"X/Y","asks":[{"price":3.0,"qty":0.5},'
+        '{"price":3.1,"qty":0.6}],"bids":[{"price":2.0,"qty":1.5}],"checksum":7}]}',
+        '{"channel":"book","type":"update","data":[{"symbol":"X/Y","bids":[],"asks":[{"price":3.0,"qty":0.5}],'
+        '"checksum":7,"timestamp":"t"}]}',
+        '{"channel":"book","type":"update","data":[{"symbol":"X/Y","bids":[{"price":2.0,"qty":1.5}]}]}',
+        '{"channel":"book","type":"snapshot","data":[{"symbol":"X/Y","bids":[{"price":2,"qty":0}],'
+        '"asks":[{"price":3.0,"qty":0.5}],"timestamp":5}]}',
+        '{"channel":"book","type":"update","data":[{"symbol":"X/Y","bids":[{"price":02.0,"qty":1.5}]}]}',
     ],
 )
 def test_fast_book_path_falls_back_on_unusual_layouts(raw: str) -> None:
@@ -160,3 +169,16 @@ def test_fast_book_path_falls_back_on_unusual_layouts(raw: str) -> None:
         assert isinstance(result, ParseError)
     else:
         assert result == expected
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        '{"channel":"book","type":"update","data":{"symbol":"X/Y","bids":[{"price":2.0,"qty":1.5}]}}',
+        '{"channel":"book","type":"update","data":["X/Y"]}',
+        '{"channel":"book","type":"refresh","data":[{"symbol":"X/Y","bids":[{"price":2.0,"qty":1.5}]}]}',
+        '{"channel":"book","type":"update","data":[{"symbol":"X/Y","bids":{"price":2.0,"qty":1.5}}]}',
+    ],
+)
+def test_fast_book_path_leaves_bad_shapes_to_the_general_parser(raw: str) -> None:
+    assert isinstance(parse_frame(raw), ParseError)

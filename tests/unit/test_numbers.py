@@ -1,3 +1,5 @@
+from decimal import Decimal
+
 import pytest
 
 from models.numbers import NumberError, format_ticks, fragment, plain_text, scale, unscaled
@@ -44,3 +46,18 @@ def test_unscaled_keeps_wire_text() -> None:
     assert plain_text("5.325e-05") == "0.00005325"
     assert fragment("0.00005100") == "5100"
     assert fragment("45285.2") == "452852"
+
+
+@pytest.mark.parametrize(
+    ("token", "precision"),
+    [("1.2.3", 1), ("1..2", 1), ("12.", 0), (".5", 1), ("１.2", 1), ("1.２", 1), ("1_0.5", 1), ("+1.5", 1),
+     (" 1.5", 1), ("1.5 ", 2), ("0x1.5", 1)],
+)
+def test_scale_wire_form_fast_path_agrees_with_decimal(token: str, precision: int) -> None:
+    """Tokens shaped almost like the wire form: exact ticks or a NumberError, never a guess."""
+    try:
+        ticks, text = scale(token, precision)
+    except NumberError:
+        return
+    assert Decimal(text) == Decimal(token) and ticks == int(Decimal(text).scaleb(precision))
+    assert format_ticks(ticks, precision) == text

@@ -182,3 +182,15 @@ def test_fast_book_path_falls_back_on_unusual_layouts(raw: str) -> None:
 )
 def test_fast_book_path_leaves_bad_shapes_to_the_general_parser(raw: str) -> None:
     assert isinstance(parse_frame(raw), ParseError)
+
+
+def test_level_shaped_object_outside_the_book_cannot_fool_the_fast_path() -> None:
+    raw = ('{"channel":"book","type":"update","x":{"price":1.0,"qty":2.0},'
+           '"data":[{"symbol":"S","bids":[{"qty":4.0,"price":3.0}],"asks":[]}]}')
+    frame = parse_frame(raw)
+    assert isinstance(frame, BookFrame) and frame.books[0].bids == [("3.0", "4.0")]
+
+
+def test_memoryview_input_parses() -> None:
+    assert isinstance(parse_frame(memoryview(b'{"channel":"heartbeat"}')), Heartbeat)
+    assert isinstance(parse_frame(memoryview(b"\xff")), ParseError)

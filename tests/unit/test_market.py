@@ -47,3 +47,22 @@ def test_single_and_multi_pair_updates_agree() -> None:
     assert isinstance(fast, BookDelta) and fast == general[0]
     assert fast.bids == [("10.0", "0.00000000"), ("9.8", "3.00000000")] and not fast.crossed
     assert len(general) == 2 and isinstance(general[1], BookDelta)
+
+
+def test_instrument_update_mid_stream_rekeys_live_book_and_acks_set_depth() -> None:
+    from models.frames import parse_frame
+
+    market = Market()
+    frames = [
+        '{"method":"subscribe","result":{"channel":"book","depth":25,"snapshot":true,"symbol":"MINA/GBP"},"success":true}',
+        '{"channel":"book","type":"snapshot","data":[{"symbol":"MINA/GBP","bids":[{"price":0.0280,"qty":10.5}],'
+        '"asks":[{"price":0.0290,"qty":1}],"checksum":0}]}',
+        '{"channel":"instrument","type":"update","data":{"assets":[],"pairs":[{"symbol":"MINA/GBP","base":"MINA",'
+        '"quote":"GBP","status":"online","price_precision":5,"qty_precision":8}]}}',
+    ]
+    for raw in frames:
+        market.on_frame(parse_frame(raw))  # type: ignore[arg-type]
+    book = market.books["MINA/GBP"]
+    assert book.depth == 25
+    assert book.precision == (5, 8)
+    assert book.levels("bids") == [("0.02800", "10.50000000")]

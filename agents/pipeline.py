@@ -1,0 +1,114 @@
+"""Glue between Faust events, the pure :class:`~models.processor.BookProcessor`, the store and Kafka."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from app.kafka_out import BatchWriter
+from app.settings import Settings
+from models.processor import BookProcessor, Output, ProcessorSettings, RawRecord
+from tables.books import BookStore
+
+log = logging.getLogger("krakenflow.agents")
+
+
+def header(headers: Any, name: str) -> bytes | None:
+    """A header value from Faust's message headers (a list of pairs or a mapping)."""
+    if not headers:
+        return None
+    if isinstance(headers, dict):
+        value = headers.get(name)
+        return value if isinstance(value, bytes) else None
+    for key, value in headers:
+        if key == name:
+            return value  # type: ignore[no-any-return]
+    return None
+
+
+class BookPipeline:
+    def __init__(self, app: Any, settings: Settings, table: Any,
+                 precision_of: Callable[[str], tuple[int, int] | None],
+                 remember_precision: Callable[[str, tuple[int, int]], None]) -> None:
+        self.app = app
+        self.settings = settings
+        self.writer = BatchWriter(settings.kafka_bootstrap, f"{settings.app_id}-books")
+        self.store = BookStore(table, self.writer, lambda: table.changelog_topic.get_topic_name())
+        self._partition = -1
+        self.processor = BookProcessor(
+            ProcessorSettings(settings.snapshot_interval_ms, settings.snapshot_levels, settings.stale_after,
+                              settings.resync_min_interval),
+            precision_of=precision_of,
+            restore=lambda symbol: self.store.restore(symbol, self._partition),
+        )
+        self.remember_precision = remember_precision
+        self._published: dict[str, tuple[int, int]] = {}
+        self._started = False
+        self._lock = asyncio.Lock()
+        self.batches = 0
+        self.events = 0
+        self.last_batch_s = 0.0
+        self.latency_ns: list[int] = []  # receive -> delta emitted, for the metrics module
+
+    async def _ensure_started(self) -> None:
+        if not self._started:
+            await self.writer.start()
+            self._started = True
+
+    async def handle(self, events: Sequence[Any]) -> None:
+        started = time.perf_counter()
+        async with self._lock:
+            await self._ensure_started()
+            out: list[Output] = []
+            processor = self.processor
+            for event in events:
+                message = event.message
+                recv = header(message.headers, "recv_ns")
+                record = RawRecord(event.value or b"", event.key, message.partition, message.offset,
+                                   int(recv) if recv else None)
+                self._partition = message.partition
+                processor.process(record, out)
+            self.events += len(events)
+            self._publish_precisions()
+            await self._deliver(out)
+            changelog = await self.store.flush([st for st in processor.pairs.values() if st.changed])
+            if changelog:
+                await asyncio.gather(*(f for sent in changelog.values() for f in sent))
+                self.store.commit(changelog)
+            self.batches += 1
+        self.last_batch_s = time.perf_counter() - started
+
+    async def _deliver(self, out: list[Output]) -> None:
+        """Produce outputs grouped by topic and wait until the broker has them all."""
+        if not out:
+            return
+        by_topic: dict[str, list[tuple[bytes, bytes]]] = {}
+        for o in out:
+            by_topic.setdefault(o.topic, []).append((o.key.encode(), o.value))
+        futures = []
+        for suffix, records in by_topic.items():
+            futures.extend(await self.writer.send_keyed(self.settings.topic(suffix), records))
+        await asyncio.gather(*futures)
+
+    def _publish_precisions(self) -> None:
+        for symbol, precision in self.processor.precisions.items():
+            if self._published.get(symbol) != precision:
+                self.remember_precision(symbol, precision)
+                self._published[symbol] = precision
+
+    async def tick(self) -> None:
+        async with self._lock:
+            if not self._started:
+                return
+            out: list[Output] = []
+            self.processor.tick(out)
+            await self._deliver(out)
+
+    def forget(self, partitions: set[int]) -> None:
+        """Drop pairs of partitions this worker no longer owns (their new owner restores them)."""
+        for symbol in [s for s, st in self.processor.pairs.items() if st.last_partition in partitions]:
+            del self.processor.pairs[symbol]
+            self.store.pages.pop(symbol, None)

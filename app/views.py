@@ -1,0 +1,94 @@
+"""Web views on every worker: books are served by the worker that owns the pair's partition.
+
+``GET /books/`` lists every pair in the cluster with its state, seq and last update;
+``GET /books/{symbol}/?depth=N`` (``BTC-USD``) returns the book, routed to its owner.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import orjson
+from faust.exceptions import SameNode
+from faust.web import Request, Response, View
+
+from agents.books import pipeline
+from app.main import app
+from models.symbols import normalize, to_exchange
+from tables.faust_tables import books_table
+
+
+def _json(web: Any, body: Any, status: int = 200) -> Response:
+    return web.bytes(orjson.dumps(body), content_type="application/json", status=status)
+
+
+def local_pairs() -> list[dict[str, Any]]:
+    rows = []
+    for st in pipeline.processor.pairs.values():
+        rows.append({
+            "symbol": st.norm, "exchange_symbol": st.symbol, "state": st.state, "seq": st.seq, "epoch": st.epoch,
+            "depth": st.depth, "last_update_ns": st.ts_exchange_ns or None, "last_recv_ns": st.recv_ns or None,
+            "worker": app.conf.canonical_url.human_repr() if hasattr(app.conf.canonical_url, "human_repr")
+            else str(app.conf.canonical_url),
+        })
+    return rows
+
+
+@app.page("/books/")
+class BookList(View):
+    async def get(self, request: Request) -> Response:
+        rows = local_pairs()
+        if request.query.get("local") != "1":
+            rows.extend(await self._remote_rows())
+        rows.sort(key=lambda r: r["symbol"])
+        return _json(self.web, {"books": rows, "count": len(rows)})
+
+    async def _remote_rows(self) -> list[dict[str, Any]]:
+        me = str(app.conf.canonical_url).rstrip("/")
+        hosts = {str(h).rstrip("/") for h in app.router.tables_metadata()} - {me}
+
+        async def fetch(host: str) -> list[dict[str, Any]]:
+            try:
+                async with app.http_client.get(f"{host}/books/?local=1", timeout=5) as response:
+                    return list(orjson.loads(await response.read())["books"])
+            except Exception:  # a worker leaving mid-request: list what the others have
+                return []
+
+        results = await asyncio.gather(*(fetch(h) for h in hosts))
+        return [row for rows in results for row in rows]
+
+
+@app.page("/books/{symbol}/")
+class BookDetail(View):
+    async def get(self, request: Request, symbol: str) -> Response:
+        exchange_symbol = to_exchange(symbol)
+        try:
+            return await app.router.route_req(books_table.name, exchange_symbol.encode(), self.web, request)
+        except SameNode:
+            pass
+        except Exception:  # no assignment yet (starting up): answer from what this worker has
+            pass
+        return self._local(request, exchange_symbol)
+
+    def _local(self, request: Request, exchange_symbol: str) -> Response:
+        st = pipeline.processor.pairs.get(exchange_symbol)
+        if st is None or st.book is None:
+            known = sorted(s.norm for s in pipeline.processor.pairs.values())
+            return _json(self.web, {
+                "error": f"unknown symbol {normalize(exchange_symbol)}: no book for it on this cluster",
+                "hint": "GET /books/ lists the books; symbols are written like BTC-USD", "known_here": known,
+            }, status=404)
+        try:
+            depth = int(request.query.get("depth", "10"))
+            if depth < 1:
+                raise ValueError
+        except ValueError:
+            return _json(self.web, {"error": f"depth must be a positive integer, got {request.query.get('depth')!r}"},
+                         status=400)
+        book = st.book
+        return _json(self.web, {
+            "symbol": st.norm, "exchange_symbol": st.symbol, "state": st.state, "seq": st.seq, "epoch": st.epoch,
+            "depth": st.depth, "checksum": book.checksum(), "bids": book.levels("bids", depth),
+            "asks": book.levels("asks", depth), "ts_exchange_ns": st.ts_exchange_ns,
+        })

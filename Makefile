@@ -17,7 +17,7 @@ $(BIN)/.installed: pyproject.toml
 install: $(BIN)/.installed
 
 run: $(BIN)/.installed
-	$(BIN)/krakenflow verify $(CAPTURES)/*.jsonl
+	$(BIN)/krakenflow run
 
 test: $(BIN)/.installed
 	$(BIN)/python -m pytest

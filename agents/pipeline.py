@@ -8,7 +8,10 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from aiokafka.errors import KafkaError
+
 from app.kafka_out import BatchWriter
+from app.kraken_client import Backoff
 from app.settings import Settings
 from models.processor import BookProcessor, Output, ProcessorSettings, RawRecord
 from tables.books import BookStore
@@ -50,6 +53,7 @@ class BookPipeline:
         self._lock = asyncio.Lock()
         self.batches = 0
         self.events = 0
+        self.delivery_retries = 0
         self.last_batch_s = 0.0
         self.latency_ns: list[int] = []  # receive -> delta emitted, for the metrics module
 
@@ -70,7 +74,11 @@ class BookPipeline:
                 record = RawRecord(event.value or b"", event.key, message.partition, message.offset,
                                    int(recv) if recv else None)
                 self._partition = message.partition
-                processor.process(record, out)
+                try:
+                    processor.process(record, out)
+                except Exception as exc:  # a bug must cost one frame (dead-lettered), never the worker
+                    log.exception("frame at %s/%s could not be processed", message.partition, message.offset)
+                    processor.fail(record, f"internal error: {type(exc).__name__}: {exc}", out)
             self.events += len(events)
             self._publish_precisions()
             await self._deliver(out)
@@ -82,16 +90,29 @@ class BookPipeline:
         self.last_batch_s = time.perf_counter() - started
 
     async def _deliver(self, out: list[Output]) -> None:
-        """Produce outputs grouped by topic and wait until the broker has them all."""
+        """Produce outputs grouped by topic and wait until the broker has them all.
+
+        Retries until delivered: giving up would let Faust ack the batch with its outputs lost.
+        A retry may duplicate records; their ``raw_partition``/``raw_offset`` lineage identifies them.
+        """
         if not out:
             return
         by_topic: dict[str, list[tuple[bytes, bytes]]] = {}
         for o in out:
             by_topic.setdefault(o.topic, []).append((o.key.encode(), o.value))
-        futures = []
-        for suffix, records in by_topic.items():
-            futures.extend(await self.writer.send_keyed(self.settings.topic(suffix), records))
-        await asyncio.gather(*futures)
+        backoff = Backoff(base=0.2, cap=10.0)
+        while True:
+            try:
+                futures = []
+                for suffix, records in by_topic.items():
+                    futures.extend(await self.writer.send_keyed(self.settings.topic(suffix), records))
+                await asyncio.gather(*futures)
+                return
+            except KafkaError as exc:
+                self.delivery_retries += 1
+                delay = backoff.next_delay()
+                log.warning("output delivery failed (%s); retrying in %.1f s", exc, delay)
+                await asyncio.sleep(delay)
 
     def _publish_precisions(self) -> None:
         for symbol, precision in self.processor.precisions.items():

@@ -64,6 +64,55 @@ def _record(args: argparse.Namespace) -> int:
     return 0
 
 
+def _run(args: argparse.Namespace) -> int:
+    from app.run import run
+
+    return run()
+
+
+def _ingest(args: argparse.Namespace) -> int:
+    import asyncio
+    import logging
+
+    from app.ingest import Ingest
+    from app.settings import Settings
+
+    logging.basicConfig(level=logging.INFO, format="[%(asctime)s] [%(levelname)s] %(name)s: %(message)s")
+    settings = Settings.from_env()
+    try:
+        asyncio.run(Ingest(settings).run())
+    except KeyboardInterrupt:
+        pass
+    return 0
+
+
+def _replay(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from app.replay import replay
+    from app.settings import Settings
+
+    settings = Settings.from_env()
+    sent = asyncio.run(replay(settings, args.captures, args.rate))
+    print(f"published {sent} frames to {settings.raw_topic} on {settings.broker}")
+    return 0
+
+
+def _broker(args: argparse.Namespace) -> int:
+    import time
+
+    from app.broker import start_broker
+
+    proc = start_broker(args.host, args.port)
+    print(f"embedded broker on {args.host}:{args.port} (memory only); Ctrl-C stops it", flush=True)
+    try:
+        while proc.poll() is None:
+            time.sleep(1)  # supervising the broker process
+    except KeyboardInterrupt:
+        proc.terminate()
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="krakenflow", description="Kraken v2 order books on Kafka.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -93,6 +142,19 @@ def build_parser() -> argparse.ArgumentParser:
     sim.add_argument("--speed", type=float, default=1.0,
                      help="replay speed factor (1: original timing, 0: as fast as possible)")
     sim.set_defaults(func=_sim)
+
+    sub.add_parser("run", help="the whole pipeline: broker, market (Kraken or simulator), ingest, worker"
+                   ).set_defaults(func=_run)
+    sub.add_parser("ingest", help="run an ingest candidate (one live ingest per cluster is elected)"
+                   ).set_defaults(func=_ingest)
+    rep = sub.add_parser("replay", help="publish capture files into kraken.raw as the ingest would")
+    rep.add_argument("captures", nargs="+", type=Path, metavar="CAPTURE")
+    rep.add_argument("--rate", type=float, default=0.0, help="frames per second (default: as fast as possible)")
+    rep.set_defaults(func=_replay)
+    brk = sub.add_parser("broker", help="run the embedded Kafka-protocol broker (Tansu, memory only)")
+    brk.add_argument("--host", default="127.0.0.1")
+    brk.add_argument("--port", type=int, default=9092)
+    brk.set_defaults(func=_broker)
 
     rec = sub.add_parser("record", help="record a Kraken v2 connection to a capture file")
     rec.add_argument("output", type=Path, metavar="CAPTURE")

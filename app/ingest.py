@@ -40,6 +40,13 @@ class IngestStats:
         self.sent = 0
 
 
+def raw_record(text: str, recv_ns: int, connection_id: str, seq: int,
+               key: str | None) -> tuple[bytes, bytes, list[tuple[str, bytes]]]:
+    """``kraken.raw`` record for one frame: (key, value, headers); shared by the ingest and replay."""
+    headers = [("recv_ns", str(recv_ns).encode()), ("conn_id", connection_id.encode()), ("seq", str(seq).encode())]
+    return (key if key is not None else f"conn:{connection_id}").encode(), text.encode(), headers
+
+
 def channel_of(text: str) -> str:
     if text.startswith('{"channel":"'):
         end = text.find('"', 12)
@@ -126,10 +133,7 @@ class Ingest:
         if producer is None:
             self.stats.dropped += 1
             return
-        data = text.encode()
-        headers = [("recv_ns", str(recv_ns).encode()), ("conn_id", connection_id.encode()),
-                   ("seq", str(seq).encode())]
-        record_key = (key if key is not None else f"conn:{connection_id}").encode()
+        record_key, data, headers = raw_record(text, recv_ns, connection_id, seq, key)
         channel = channel_of(text)
         stats = self.stats
         stats.frames[channel] = stats.frames.get(channel, 0) + 1

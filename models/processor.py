@@ -123,6 +123,10 @@ class BookProcessor:
         elif isinstance(frame, Ack):
             self._ack(record, frame, out)
 
+    def fail(self, record: RawRecord, reason: str, out: list[Output]) -> None:
+        """Dead-letter a record whose processing raised (a bug), so it is seen and counted."""
+        self._deadletter(record, reason, out)
+
     def state_of(self, symbol: str) -> PairState:
         state = self.pairs.get(symbol)
         if state is None:

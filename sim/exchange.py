@@ -141,6 +141,12 @@ class PairMarket:
         self._set(side, key, self._new_qty(), event)
 
     def _add(self, side: _Side, event: PairEvent) -> None:
+        best_bid, best_ask = -self.bids.keys[0], self.asks.keys[0]
+        if best_ask - best_bid > 1 and self.rng.random() < 0.5:
+            # makers improve the price: a new best level inside the spread keeps it tight
+            ticks = best_bid + 1 + self.rng.randrange(best_ask - best_bid - 1)
+            self._set(side, side.sign * ticks, self._new_qty(), event)
+            return
         rank = self._rank()
         anchor = abs(side.keys[min(rank, len(side.keys) - 1)])
         # a new price a few ticks from an existing level, on its own side of the spread

@@ -67,6 +67,8 @@ def _wait_for_books(port: int, procs: dict[str, subprocess.Popen[bytes]], timeou
 
 
 def run() -> int:
+    # SIGTERM (from a supervisor or `timeout`) must stop the children too: unwind through `finally`
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(0))
     settings = Settings.from_env()
     var = settings.data_dir
     var.mkdir(parents=True, exist_ok=True)

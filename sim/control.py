@@ -10,6 +10,8 @@
 | ``delay`` | ``seconds`` | add latency to every frame |
 | ``burst`` | ``symbol``, ``events`` | generate many events of ``symbol`` at once |
 | ``reject`` | ``count`` | answer the next ``count`` subscribe acks with ``Exceeded msg rate`` |
+| ``pause`` | ``on`` (1/0) | stop/resume market events (heartbeats continue): a quiet market to compare books |
+| ``book`` | ``symbol``, ``depth`` | the exchange's own top ``depth`` levels and checksum |
 """
 
 from __future__ import annotations
@@ -47,6 +49,10 @@ def _apply(sim: "Simulator", action: str, query: dict[str, str]) -> dict[str, An
         return sim.state()
     if action == "drop":
         return {"dropped": sim.drop_connections()}
+    if action == "book":
+        symbol = _symbol(sim, query)
+        bids, asks, checksum = sim.market(symbol).snapshot(int(query.get("depth", "10")))
+        return {"symbol": symbol, "bids": bids, "asks": asks, "checksum": checksum, "events": sim.events}
     if action == "drop_every":
         faults.set_drop_every(float(query["seconds"]))
     elif action == "corrupt":
@@ -63,9 +69,12 @@ def _apply(sim: "Simulator", action: str, query: dict[str, str]) -> dict[str, An
         sim.burst(_symbol(sim, query), int(query["events"]))
     elif action == "reject":
         faults.reject_next = int(query["count"])
+    elif action == "pause":
+        sim.paused = query.get("on", "1") in ("1", "true", "yes")
+        sim.wake()
     else:
         raise ValueError(
             f"unknown control action {action!r}; use one of state, drop, drop_every, corrupt, silence, "
-            "delay, burst, reject"
+            "delay, burst, reject, pause, book"
         )
     return {"ok": True, "faults": faults.describe()}

@@ -89,6 +89,7 @@ class Simulator:
         self.clients: set[Client] = set()
         self.faults = Faults()
         self.events = 0
+        self.paused = False
         self._rng = random.Random(self.settings.seed)
         self._server: Server | None = None
         self._tasks: list[asyncio.Task[None]] = []
@@ -156,7 +157,7 @@ class Simulator:
             "connections": len(self.clients), "events": self.events,
             "frames_sent": sum(c.frames_sent for c in self.clients),
             "subscriptions": {str(c.connection_id): sorted(c.symbols()) for c in self.clients},
-            "faults": self.faults.describe(),
+            "faults": self.faults.describe(), "paused": self.paused,
         }
 
     # -- connections -------------------------------------------------------------------------------
@@ -234,7 +235,7 @@ class Simulator:
         owed: dict[str, float] = {}
         last = time.monotonic()
         while True:
-            symbols = self.subscribed_symbols()
+            symbols = [] if self.paused else self.subscribed_symbols()
             if not symbols:
                 self._wake.clear()
                 await self._wake.wait()

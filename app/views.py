@@ -15,7 +15,7 @@ from faust.web import Request, Response, View
 
 from agents.books import pipeline
 from app.main import app
-from models.symbols import normalize, to_exchange
+from models.symbols import to_exchange
 from tables.faust_tables import books_table
 
 
@@ -69,14 +69,14 @@ class BookDetail(View):
             pass
         except Exception:  # no assignment yet (starting up): answer from what this worker has
             pass
-        return self._local(request, exchange_symbol)
+        return self._local(request, symbol, exchange_symbol)
 
-    def _local(self, request: Request, exchange_symbol: str) -> Response:
+    def _local(self, request: Request, symbol: str, exchange_symbol: str) -> Response:
         st = pipeline.processor.pairs.get(exchange_symbol)
         if st is None or st.book is None:
             known = sorted(s.norm for s in pipeline.processor.pairs.values())
             return _json(self.web, {
-                "error": f"unknown symbol {normalize(exchange_symbol)}: no book for it on this cluster",
+                "error": f"unknown symbol {symbol}: no book for it on this cluster",
                 "hint": "GET /books/ lists the books; symbols are written like BTC-USD", "known_here": known,
             }, status=404)
         try:

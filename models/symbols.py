@@ -19,5 +19,5 @@ def normalize(exchange_symbol: str) -> str:
 
 
 def to_exchange(symbol: str) -> str:
-    """``BTC-USD`` -> ``BTC/USD`` (the Kraken v2 form)."""
-    return symbol.replace("-", "/", 1)
+    """``BTC-USD`` -> ``BTC/USD`` (the Kraken v2 form; ``XBT-USD`` -> ``BTC/USD`` too)."""
+    return normalize(symbol.replace("-", "/", 1)).replace("-", "/", 1)

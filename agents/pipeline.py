@@ -10,6 +10,7 @@ from typing import Any
 
 from aiokafka.errors import KafkaError
 
+from agents.catchup import read_range
 from app.kafka_out import BatchWriter
 from app.kraken_client import Backoff
 from app.settings import Settings
@@ -54,6 +55,8 @@ class BookPipeline:
         self.batches = 0
         self.events = 0
         self.delivery_retries = 0
+        self.caught_up = 0
+        self._resumed: set[int] = set()  # partitions whose first event since assignment was seen
         self.last_batch_s = 0.0
         self.latency_ns: list[int] = []  # receive -> delta emitted, for the metrics module
 
@@ -67,27 +70,46 @@ class BookPipeline:
         async with self._lock:
             await self._ensure_started()
             out: list[Output] = []
-            processor = self.processor
+            processed: dict[int, int] = {}
             for event in events:
                 message = event.message
+                if message.partition not in self._resumed:
+                    await self._catch_up(message.partition, message.offset, out, processed)
                 recv = header(message.headers, "recv_ns")
-                record = RawRecord(event.value or b"", event.key, message.partition, message.offset,
-                                   int(recv) if recv else None)
-                self._partition = message.partition
-                try:
-                    processor.process(record, out)
-                except Exception as exc:  # a bug must cost one frame (dead-lettered), never the worker
-                    log.exception("frame at %s/%s could not be processed", message.partition, message.offset)
-                    processor.fail(record, f"internal error: {type(exc).__name__}: {exc}", out)
+                self._process(RawRecord(event.value or b"", event.key, message.partition, message.offset,
+                                        int(recv) if recv else None), out)
+                processed[message.partition] = message.offset
             self.events += len(events)
             self._publish_precisions()
             await self._deliver(out)
-            changelog = await self.store.flush([st for st in processor.pairs.values() if st.changed])
+            changelog = await self.store.flush([st for st in self.processor.pairs.values() if st.changed], processed)
             if changelog:
                 await asyncio.gather(*(f for sent in changelog.values() for f in sent))
                 self.store.commit(changelog)
             self.batches += 1
         self.last_batch_s = time.perf_counter() - started
+
+    def _process(self, record: RawRecord, out: list[Output]) -> None:
+        self._partition = record.partition
+        try:
+            self.processor.process(record, out)
+        except Exception as exc:  # a bug must cost one frame (dead-lettered), never the worker
+            log.exception("frame at %s/%s could not be processed", record.partition, record.offset)
+            self.processor.fail(record, f"internal error: {type(exc).__name__}: {exc}", out)
+
+    async def _catch_up(self, partition: int, first: int, out: list[Output], processed: dict[int, int]) -> None:
+        """First event of a partition since it was assigned: process any records the table lacks."""
+        self._resumed.add(partition)
+        done = self.store.processed_offset(partition)
+        if done is None or first <= done + 1:
+            return
+        log.warning("raw partition %d resumes at offset %d but the books table holds offsets up to %d: "
+                    "processing the %d records in between first", partition, first, done, first - done - 1)
+        for record in await read_range(self.settings.kafka_bootstrap, self.settings.raw_topic, partition,
+                                       done + 1, first):
+            self._process(record, out)
+            processed[partition] = record.offset
+        self.caught_up += first - done - 1
 
     async def _deliver(self, out: list[Output]) -> None:
         """Produce outputs grouped by topic and wait until the broker has them all.
@@ -128,8 +150,13 @@ class BookPipeline:
             self.processor.tick(out)
             await self._deliver(out)
 
-    def forget(self, partitions: set[int]) -> None:
-        """Drop pairs of partitions this worker no longer owns (their new owner restores them)."""
-        for symbol in [s for s, st in self.processor.pairs.items() if st.last_partition in partitions]:
-            del self.processor.pairs[symbol]
-            self.store.pages.pop(symbol, None)
+    async def on_rebalance(self) -> None:
+        """Partitions moved: every pair is restored from the table when next seen.
+
+        State kept from before could be stale (another worker may have owned a partition meanwhile),
+        and the table holds exactly what was flushed, so dropping everything is the safe choice.
+        """
+        async with self._lock:
+            self.processor.pairs.clear()
+            self.store.pages.clear()
+            self._resumed.clear()

@@ -5,7 +5,10 @@ Layout of the ``books`` table (bytes keys and values, co-partitioned with ``krak
 * ``<pair>\\0meta`` -> JSON: depth, precision, state, seq, epoch, last applied raw partition/offset,
   page width, page ids, checksum, flush generation;
 * ``<pair>\\0<side>\\0<page>`` -> JSON ``{"g": generation, "l": {price: qty}}``: the levels whose price
-  falls in one price band of ``width``.
+  falls in one price band of ``width``;
+* ``\\0raw\\0<partition>`` -> the last raw offset of that partition whose effects are stored. A worker
+  taking a partition over compares it with where its consumer starts and reads any gap itself, so
+  processing stays exact wherever the consumer group resumes (no committed offset yet, for one).
 
 An update touches one or two pages near the top of the book, so a flush writes those pages and the
 meta record, a few hundred bytes, never the whole book (a depth-1000 book spans ~64 pages). A snapshot
@@ -39,6 +42,11 @@ def meta_key(symbol: str) -> bytes:
 
 def page_key(symbol: str, side: int, page: int) -> bytes:
     return f"{symbol}\0{'ba'[side]}\0{page}".encode()
+
+
+def watermark_key(partition: int) -> bytes:
+    """The raw partition's last processed offset (a key no pair symbol can produce)."""
+    return b"\0raw\0%d" % partition
 
 
 def _is_zero(qty: str) -> bool:
@@ -112,9 +120,12 @@ class BookStore:
 
     # -- flush -------------------------------------------------------------------------------------
 
-    async def flush(self, states: list[PairState]) -> dict[int, list[Any]]:
-        """Write what changed; returns the changelog delivery futures per partition, the last one the
-        partition's tail. Await them, then :meth:`commit`, before the input is acked."""
+    async def flush(self, states: list[PairState], processed: dict[int, int]) -> dict[int, list[Any]]:
+        """Write what changed, and each raw partition's last processed offset (``processed``).
+
+        Returns the changelog delivery futures per partition, the last one the partition's tail.
+        Await them, then :meth:`commit`, before the input is acked.
+        """
         by_partition: dict[int, list[Record]] = {}
         for st in states:
             if not st.changed:
@@ -124,6 +135,8 @@ class BookStore:
                 continue
             by_partition.setdefault(partition, []).extend(self._records(st))
             st.changed = False
+        for partition, offset in processed.items():  # last, with the pairs' meta records before it
+            by_partition.setdefault(partition, []).append((watermark_key(partition), str(offset).encode()))
         futures: dict[int, list[Any]] = {}
         topic = self.changelog_topic()
         for partition, records in by_partition.items():
@@ -132,6 +145,11 @@ class BookStore:
             self.bytes_written += sum(len(k or b"") + len(v or b"") for k, v in records)
             futures[partition] = await self.writer.send_partition(topic, partition, records, single_tail=True)
         return futures
+
+    def processed_offset(self, partition: int) -> int | None:
+        """The last raw offset of ``partition`` whose effects are in the table (any worker's)."""
+        value = PartitionDB(self.table, partition).get(watermark_key(partition))
+        return int(value) if value else None
 
     def commit(self, futures: dict[int, list[Any]]) -> None:
         """Record each partition's changelog end as Faust's persisted offset (after delivery)."""
@@ -219,6 +237,8 @@ class BookStore:
         self.pages[symbol] = pages
         self.partition_of[symbol] = partition
         self.restored += 1
+        log.info("%s restored from the books table: seq %d, epoch %d, last raw offset %d/%d", symbol, st.seq,
+                 st.epoch, st.last_partition, st.last_offset)
         return st
 
     @staticmethod

@@ -130,11 +130,13 @@ class Cluster:
 
     # -- topics ------------------------------------------------------------------------------------
 
-    def read(self, topic: str, until: Callable[[list[dict[str, Any]]], bool], timeout: float = 60) -> list[dict[str, Any]]:
-        """Read ``kraken.<topic>`` from the beginning until ``until(records)``; values as JSON."""
+    def read(self, topic: str, until: Callable[[list[dict[str, Any]]], bool] | None = None,
+             timeout: float = 60) -> list[dict[str, Any]]:
+        """Read ``kraken.<topic>`` from the beginning until ``until(records)``, or (``until=None``) all
+        that is in the topic now; values as JSON."""
         return asyncio.run(self._read(self.topic(topic), until, timeout))
 
-    async def _read(self, topic: str, until: Callable[[list[dict[str, Any]]], bool],
+    async def _read(self, topic: str, until: Callable[[list[dict[str, Any]]], bool] | None,
                     timeout: float) -> list[dict[str, Any]]:
         consumer = AIOKafkaConsumer(bootstrap_servers=self.bootstrap, enable_auto_commit=False,
                                     auto_offset_reset="earliest")
@@ -146,11 +148,17 @@ class Cluster:
             while not partitions:
                 if time.monotonic() > deadline:
                     raise AssertionError(f"topic {topic} does not exist")
-                await consumer.force_metadata_update()  # the topic is created by a process starting up
+                await consumer.topics()  # refreshes metadata: the topic is created by a process starting up
                 partitions = consumer.partitions_for_topic(topic)
-            consumer.assign([TopicPartition(topic, p) for p in partitions])
+            tps = [TopicPartition(topic, p) for p in partitions]
+            consumer.assign(tps)
+            ends = await consumer.end_offsets(tps) if until is None else {}
             deadline = time.monotonic() + timeout
-            while not until(records):
+            while True:
+                if until is not None and until(records):
+                    return records
+                if until is None and all([await consumer.position(tp) >= ends[tp] for tp in tps]):
+                    return records
                 if time.monotonic() > deadline:
                     raise AssertionError(f"timed out reading {topic}: {len(records)} records")
                 batches = await consumer.getmany(timeout_ms=500)
@@ -159,6 +167,5 @@ class Cluster:
                         value = orjson.loads(message.value) if message.value else {}
                         value["_partition"], value["_offset"] = message.partition, message.offset
                         records.append(value)
-            return records
         finally:
             await consumer.stop()

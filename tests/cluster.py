@@ -138,18 +138,20 @@ class Cluster:
 
     async def _read(self, topic: str, until: Callable[[list[dict[str, Any]]], bool] | None,
                     timeout: float) -> list[dict[str, Any]]:
-        consumer = AIOKafkaConsumer(bootstrap_servers=self.bootstrap, enable_auto_commit=False,
-                                    auto_offset_reset="earliest")
-        await consumer.start()
+        deadline = time.monotonic() + 10
+        while True:  # a starting consumer loads fresh metadata: the topic may be created meanwhile
+            consumer = AIOKafkaConsumer(bootstrap_servers=self.bootstrap, enable_auto_commit=False,
+                                        auto_offset_reset="earliest")
+            await consumer.start()
+            partitions = consumer.partitions_for_topic(topic)
+            if partitions:
+                break
+            await consumer.stop()
+            if time.monotonic() > deadline:
+                raise AssertionError(f"topic {topic} does not exist")
+            await asyncio.sleep(0.2)  # polling for a topic another process creates
         records: list[dict[str, Any]] = []
         try:
-            partitions = consumer.partitions_for_topic(topic)
-            deadline = time.monotonic() + 10
-            while not partitions:
-                if time.monotonic() > deadline:
-                    raise AssertionError(f"topic {topic} does not exist")
-                await consumer.topics()  # refreshes metadata: the topic is created by a process starting up
-                partitions = consumer.partitions_for_topic(topic)
             tps = [TopicPartition(topic, p) for p in partitions]
             consumer.assign(tps)
             ends = await consumer.end_offsets(tps) if until is None else {}

@@ -64,7 +64,8 @@ class BatchWriter:
             cached = self._key_cache[(key, partitions)] = key_partition(key, partitions)
         return cached
 
-    async def send_keyed(self, topic: str, records: Iterable[Record]) -> list[asyncio.Future[object]]:
+    async def send_keyed(self, topic: str, records: Iterable[Record],
+                         headers: list[tuple[str, bytes]] | None = None) -> list[asyncio.Future[object]]:
         """Send records to their keyed partitions; returns the delivery futures (await them)."""
         n = await self.partitions(topic)
         groups: dict[int, list[Record]] = {}
@@ -72,11 +73,11 @@ class BatchWriter:
             groups.setdefault(self.partition_for(key or b"", n), []).append((key, value))
         futures: list[asyncio.Future[object]] = []
         for partition, group in groups.items():
-            futures.extend(await self.send_partition(topic, partition, group))
+            futures.extend(await self.send_partition(topic, partition, group, headers=headers))
         return futures
 
-    async def send_partition(self, topic: str, partition: int, records: list[Record],
-                             single_tail: bool = False) -> list[asyncio.Future[object]]:
+    async def send_partition(self, topic: str, partition: int, records: list[Record], single_tail: bool = False,
+                             headers: list[tuple[str, bytes]] | None = None) -> list[asyncio.Future[object]]:
         """Send to one partition in as few batches as fit.
 
         ``single_tail`` sends the last record in a batch of its own: the embedded broker answers
@@ -90,9 +91,9 @@ class BatchWriter:
                 continue
             batch = self.producer.create_batch()
             for key, value in chunk:
-                if batch.append(key=key, value=value, timestamp=None) is None:  # batch full
+                if batch.append(key=key, value=value, timestamp=None, headers=headers) is None:  # batch full
                     futures.append(await self.producer.send_batch(batch, topic, partition=partition))
                     batch = self.producer.create_batch()
-                    batch.append(key=key, value=value, timestamp=None)
+                    batch.append(key=key, value=value, timestamp=None, headers=headers)
             futures.append(await self.producer.send_batch(batch, topic, partition=partition))
         return futures

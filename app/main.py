@@ -13,6 +13,10 @@ from app.settings import Settings
 
 settings = Settings.from_env()
 settings.data_dir.mkdir(parents=True, exist_ok=True)  # Faust creates only the last level
+if settings.embedded_broker:
+    from app import embedded
+
+    embedded.apply()
 
 app = faust.App(
     settings.app_id,

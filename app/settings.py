@@ -46,7 +46,7 @@ class Settings:
     snapshot_interval_ms: int = 1000
     snapshot_levels: int = 10
     batch_max: int = 2000
-    batch_within: float = 0.02
+    batch_within: float = 0.05
     replication_factor: int = 1
 
     # -- topics ------------------------------------------------------------------------------------

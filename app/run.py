@@ -25,9 +25,6 @@ import orjson
 from app.broker import port_open, start_broker
 from app.settings import Settings
 
-SIM_PORT = 8765
-
-
 async def kraken_reachable(url: str, timeout: float = 6.0) -> str | None:
     """None when the URL answers with Kraken's status frame; else why not."""
     from websockets.asyncio.client import connect
@@ -92,12 +89,13 @@ def run() -> int:
             print(f"market: live Kraken at {settings.kraken_url}")
         else:
             print(f"market: Kraken is not reachable from this machine ({why}).")
-            print(f"        Running the bundled Kraken simulator on ws://127.0.0.1:{SIM_PORT}/v2 instead.")
-            procs["simulator"] = _spawn([str(bin_dir / "krakenflow"), "sim", "--port", str(SIM_PORT)], env,
+            sim_port = settings.sim_port
+            print(f"        Running the bundled Kraken simulator on ws://127.0.0.1:{sim_port}/v2 instead.")
+            procs["simulator"] = _spawn([str(bin_dir / "krakenflow"), "sim", "--port", str(sim_port)], env,
                                         var / "sim.log")
-            env["KRAKENFLOW_KRAKEN_URL"] = f"ws://127.0.0.1:{SIM_PORT}/v2"
+            env["KRAKENFLOW_KRAKEN_URL"] = f"ws://127.0.0.1:{sim_port}/v2"
             deadline = time.monotonic() + 15
-            while not port_open("127.0.0.1", SIM_PORT):
+            while not port_open("127.0.0.1", sim_port):
                 if time.monotonic() > deadline or procs["simulator"].poll() is not None:
                     raise SystemExit("the simulator did not start; see var/sim.log")
                 time.sleep(0.05)  # polling the port of the simulator we just started
@@ -111,7 +109,7 @@ def run() -> int:
         print(f"  {base}/books/                 every book: state, seq, last update")
         print(f"  {base}/books/BTC-USD/?depth=10  one book, best first")
         if "simulator" in procs:
-            print(f"  http://127.0.0.1:{SIM_PORT}/control/state   simulator state and fault controls")
+            print(f"  http://127.0.0.1:{settings.sim_port}/control/state   simulator state and fault controls")
         print(f"Logs in {var}/. Ctrl-C stops everything.", flush=True)
         while all(p.poll() is None for p in procs.values()):
             time.sleep(1)  # supervising child processes

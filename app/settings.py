@@ -48,6 +48,7 @@ class Settings:
     batch_max: int = 2000
     batch_within: float = 0.05
     replication_factor: int = 1
+    sim_port: int = 8765  # where `krakenflow run` starts the simulator when Kraken is unreachable
 
     # -- topics ------------------------------------------------------------------------------------
 

@@ -13,6 +13,7 @@ from aiokafka import AIOKafkaProducer
 
 from models.symbols import normalize
 from tests.cluster import Cluster, http_json, wait_until
+from tests.deltas import DeltaConsumer
 
 pytestmark = pytest.mark.e2e
 
@@ -65,20 +66,12 @@ def test_worker_books_and_rebuilt_deltas_equal_the_exchange(cluster: Cluster) ->
             last = {d["symbol"]: d["checksum"] for d in records}
             return all(last.get(normalize(p)) == exchange[p]["checksum"] for p in PAIRS)
 
-        deltas = cluster.read("book.deltas", until=caught_up)
+        consumer = DeltaConsumer()
+        for d in cluster.read("book.deltas", until=caught_up):
+            consumer.apply_record(d)
         for pair in PAIRS:
-            rebuilt: dict[str, dict[Decimal, str]] = {"bids": {}, "asks": {}}
-            for d in (d for d in deltas if d["symbol"] == normalize(pair)):
-                if d["is_snapshot"]:
-                    rebuilt = {"bids": {}, "asks": {}}
-                for side in ("bids", "asks"):
-                    for price, qty in d[side]:
-                        if Decimal(qty) == 0:
-                            rebuilt[side].pop(Decimal(price), None)
-                        else:
-                            rebuilt[side][Decimal(price)] = qty
-            bids = [[str(p), q] for p, q in sorted(rebuilt["bids"].items(), reverse=True)]
-            asks = [[str(p), q] for p, q in sorted(rebuilt["asks"].items())]
+            bids = [list(level) for level in consumer.levels(normalize(pair), "bids")]
+            asks = [list(level) for level in consumer.levels(normalize(pair), "asks")]
             assert bids == exchange[pair]["bids"] and asks == exchange[pair]["asks"], pair
     finally:
         cluster.sim("pause", on=0)

@@ -9,9 +9,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from models.book import DEPTHS, BookDelta, L2Book
+from models.book import DEPTHS, L2Book
 from models.numbers import format_ticks
 from tests.conftest import ReferenceBook
+from tests.deltas import DeltaConsumer
 
 pytestmark = pytest.mark.unit
 
@@ -127,18 +128,6 @@ def _messages(rng: random.Random, depth: int, pp: int, qp: int, n_updates: int) 
     return messages
 
 
-def _apply_delta(consumer: dict[str, dict[Decimal, str]], delta: BookDelta) -> None:
-    """What a downstream consumer does: replace on snapshot, else apply levels in order."""
-    if delta.is_snapshot:
-        consumer["bids"], consumer["asks"] = {}, {}
-    for name, levels in (("bids", delta.bids), ("asks", delta.asks)):
-        for price, qty in levels:
-            if Decimal(qty) == 0:
-                consumer[name].pop(Decimal(price), None)
-            else:
-                consumer[name][Decimal(price)] = qty
-
-
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
     seed=st.integers(0, 2**32),
@@ -151,7 +140,7 @@ def test_book_matches_reference_and_deltas_rebuild_it(seed: int, depth: int, pp:
     rng = random.Random(seed)
     book = L2Book("T/USD", depth, (pp, qp))
     ref = ReferenceBook(depth, pp, qp)
-    consumer: dict[str, dict[Decimal, str]] = {"bids": {}, "asks": {}}
+    consumer = DeltaConsumer()
     for is_snapshot, bids, asks in _messages(rng, depth, pp, qp, n_updates):
         if is_snapshot:
             ref.snapshot(bids, asks)
@@ -162,9 +151,9 @@ def test_book_matches_reference_and_deltas_rebuild_it(seed: int, depth: int, pp:
         assert book.levels("bids") == ref.text(ref.sorted_bids())
         assert book.levels("asks") == ref.text(ref.sorted_asks())
         assert delta.checksum_ok, (delta.checksum, delta.expected_checksum)
-        _apply_delta(consumer, delta)
-        assert sorted(consumer["bids"].items(), reverse=True) == [(Decimal(p), q) for p, q in book.levels("bids")]
-        assert sorted(consumer["asks"].items()) == [(Decimal(p), q) for p, q in book.levels("asks")]
+        consumer.apply("T/USD", delta.is_snapshot, delta.bids, delta.asks)
+        assert consumer.levels("T/USD", "bids") == book.levels("bids")
+        assert consumer.levels("T/USD", "asks") == book.levels("asks")
 
 
 def test_wrong_checksum_is_detected() -> None:

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-from decimal import Decimal
-
 import orjson
 import pytest
 
 from app.kraken_client import frame_key
 from models.processor import BookProcessor, Output, ProcessorSettings, RawRecord
 from tests.conftest import capture_files
+from tests.deltas import DeltaConsumer
 
 pytestmark = pytest.mark.unit
 
@@ -39,22 +38,13 @@ def test_captures_give_one_verified_delta_per_book_message_and_deltas_rebuild_bo
         assert all(d["checksum_ok"] for d in deltas), path.name
         assert not [o for o in out if o.topic in ("deadletter", "control")], path.name
         total += len(deltas)
-        consumer: dict[str, dict[str, dict[Decimal, str]]] = {}
+        consumer = DeltaConsumer()
         for d in deltas:
-            book = consumer.setdefault(d["symbol"], {"bids": {}, "asks": {}})
-            if d["is_snapshot"]:
-                book["bids"], book["asks"] = {}, {}
-            for side in ("bids", "asks"):
-                for price, qty in d[side]:
-                    if Decimal(qty) == 0:
-                        book[side].pop(Decimal(price), None)
-                    else:
-                        book[side][Decimal(price)] = qty
+            consumer.apply_record(d)
         for st in processor.pairs.values():
             assert st.book is not None
-            rebuilt = consumer[st.norm]
-            assert sorted(rebuilt["bids"].items(), reverse=True) == [(Decimal(p), q) for p, q in st.book.levels("bids")]
-            assert sorted(rebuilt["asks"].items()) == [(Decimal(p), q) for p, q in st.book.levels("asks")]
+            assert consumer.levels(st.norm, "bids") == st.book.levels("bids")
+            assert consumer.levels(st.norm, "asks") == st.book.levels("asks")
         seqs = [d["seq"] for d in deltas if d["symbol"] == "BTC-USD"]
         assert seqs == sorted(seqs) and len(set(seqs)) == len(seqs)
     assert total == 767

@@ -45,9 +45,9 @@ async def book_tick() -> None:
 
 @app.on_partitions_revoked.connect
 async def on_revoked(sender: Any, revoked: Iterable[Any], **kwargs: Any) -> None:
-    await pipeline.on_rebalance()
+    await pipeline.on_rebalance(assigned=False)
 
 
 @app.on_partitions_assigned.connect
 async def on_assigned(sender: Any, assigned: Iterable[Any], **kwargs: Any) -> None:
-    await pipeline.on_rebalance()
+    await pipeline.on_rebalance(assigned=True)

@@ -56,6 +56,10 @@ class BookPipeline:
         self.events = 0
         self.delivery_retries = 0
         self.caught_up = 0
+        self.rebalances = 0
+        self.recovery_seconds = 0.0
+        self._assigned_at: float | None = None
+        self.processed_offsets: dict[int, int] = {}
         self._resumed: set[int] = set()  # partitions whose first event since assignment was seen
         self.last_batch_s = 0.0
         self.latency_ns: list[int] = []  # receive -> delta emitted, for the metrics module
@@ -80,6 +84,10 @@ class BookPipeline:
                                         int(recv) if recv else None), out)
                 processed[message.partition] = message.offset
             self.events += len(events)
+            self.processed_offsets.update(processed)
+            if self._assigned_at is not None:
+                self.recovery_seconds = time.monotonic() - self._assigned_at
+                self._assigned_at = None
             self._publish_precisions()
             await self._deliver(out)
             changelog = await self.store.flush([st for st in self.processor.pairs.values() if st.changed], processed)
@@ -150,7 +158,7 @@ class BookPipeline:
             self.processor.tick(out)
             await self._deliver(out)
 
-    async def on_rebalance(self) -> None:
+    async def on_rebalance(self, assigned: bool) -> None:
         """Partitions moved: every pair is restored from the table when next seen.
 
         State kept from before could be stale (another worker may have owned a partition meanwhile),
@@ -160,3 +168,22 @@ class BookPipeline:
             self.processor.pairs.clear()
             self.store.pages.clear()
             self._resumed.clear()
+            self.processed_offsets.clear()
+            if assigned:
+                self.rebalances += 1
+                self._assigned_at = time.monotonic()
+
+    def consumer_lag(self, app: Any) -> dict[int, int]:
+        """Records of each assigned raw partition not yet processed (highwater - processed)."""
+        lag: dict[int, int] = {}
+        try:
+            assignment = app.consumer.assignment()
+        except Exception:  # not started yet
+            return lag
+        for tp in assignment:
+            if tp.topic != self.settings.raw_topic:
+                continue
+            highwater = app.consumer.highwater(tp)
+            if highwater is not None:
+                lag[tp.partition] = max(0, highwater - self.processed_offsets.get(tp.partition, -1) - 1)
+        return lag

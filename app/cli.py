@@ -77,10 +77,19 @@ def _ingest(args: argparse.Namespace) -> int:
     from app.ingest import Ingest
     from app.settings import Settings
 
+    from prometheus_client import REGISTRY, start_http_server
+
+    from app.metrics import IngestCollector
+
     logging.basicConfig(level=logging.INFO, format="[%(asctime)s] [%(levelname)s] %(name)s: %(message)s")
     settings = Settings.from_env()
+    ingest = Ingest(settings)
+    REGISTRY.register(IngestCollector(ingest))
+    start_http_server(settings.ingest_metrics_port, addr=settings.web_host)  # its own thread
+    logging.getLogger("krakenflow.ingest").info(
+        "metrics at http://%s:%d/metrics", settings.web_host, settings.ingest_metrics_port)
     try:
-        asyncio.run(Ingest(settings).run())
+        asyncio.run(ingest.run())
     except KeyboardInterrupt:
         pass
     return 0

@@ -17,6 +17,7 @@ import contextlib
 import logging
 import os
 import socket
+import time
 from typing import Any
 
 import orjson
@@ -25,6 +26,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListen
 from app.kraken_client import KrakenConnection
 from app.settings import Settings
 from app.topics import ensure_topics
+from models.histogram import LatencyHistogram
 
 log = logging.getLogger("krakenflow.ingest")
 
@@ -36,8 +38,9 @@ class IngestStats:
         self.frames: dict[str, int] = {}
         self.bytes: dict[str, int] = {}
         self.dropped = 0
-        self.send_latency_ns_total = 0
         self.sent = 0
+        self.in_flight = 0
+        self.send_latency = LatencyHistogram()
 
 
 def raw_record(text: str, recv_ns: int, connection_id: str, seq: int,
@@ -138,15 +141,20 @@ class Ingest:
         stats = self.stats
         stats.frames[channel] = stats.frames.get(channel, 0) + 1
         stats.bytes[channel] = stats.bytes.get(channel, 0) + len(data)
+        sent_ns = time.monotonic_ns()
         future = await producer.send(self.settings.raw_topic, data, key=record_key, headers=headers)
-        future.add_done_callback(self._delivered)
+        stats.in_flight += 1
+        future.add_done_callback(lambda f: self._delivered(f, sent_ns))
 
-    def _delivered(self, future: "asyncio.Future[Any]") -> None:
+    def _delivered(self, future: "asyncio.Future[Any]", sent_ns: int) -> None:
+        stats = self.stats
+        stats.in_flight -= 1
         if future.cancelled() or future.exception() is not None:
-            self.stats.dropped += 1
+            stats.dropped += 1
             log.error("frame lost: %s", future.exception() if not future.cancelled() else "cancelled")
         else:
-            self.stats.sent += 1
+            stats.sent += 1
+            stats.send_latency.observe_ns(time.monotonic_ns() - sent_ns)
 
     async def resync(self, pair: str, reason: str) -> bool:
         for connection in self.connections:

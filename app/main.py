@@ -48,3 +48,4 @@ from tables import faust_tables  # noqa: E402,F401
 from agents import books  # noqa: E402,F401
 from app import views  # noqa: E402,F401
 from app import ingest_service  # noqa: E402,F401
+from app import observability  # noqa: E402,F401

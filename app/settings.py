@@ -48,6 +48,8 @@ class Settings:
     batch_max: int = 2000
     batch_within: float = 0.05
     replication_factor: int = 1
+    faust_sensor: bool = True
+    ingest_metrics_port: int = 6065  # /metrics of a standalone `krakenflow ingest`
     sim_port: int = 8765  # where `krakenflow run` starts the simulator when Kraken is unreachable
 
     # -- topics ------------------------------------------------------------------------------------

@@ -23,6 +23,7 @@ from decimal import Decimal
 import orjson
 
 from models.book import BookDelta, L2Book
+from models.histogram import LatencyHistogram
 from models.frames import Ack, BookData, BookFrame, InstrumentFrame, ParseError, parse_frame
 from models.numbers import NumberError
 from models.symbols import normalize
@@ -87,6 +88,9 @@ class PairState:
     pending: list[tuple[int, str, str]] = field(default_factory=list)
     rewrite: bool = False
     changed: bool = False
+    # cumulative, for metrics (since this worker took the pair)
+    counters: dict[str, int] = field(default_factory=lambda: dict.fromkeys(
+        ("frames", "snapshots", "updates", "checksum_ok", "checksum_failed", "resyncs"), 0))
 
 
 class BookProcessor:
@@ -105,6 +109,7 @@ class BookProcessor:
         self.precisions: dict[str, Precision] = {}
         self.grid_ns = settings.snapshot_interval_ms * 1_000_000
         self.counters = {"frames": 0, "deadletter": 0, "duplicates": 0, "discarded": 0, "resyncs": 0}
+        self.latency = LatencyHistogram()
 
     # -- entry point -------------------------------------------------------------------------------
 
@@ -141,6 +146,7 @@ class BookProcessor:
         if record.partition == st.last_partition and record.offset <= st.last_offset:
             self.counters["duplicates"] += 1  # already applied before a restart: skipping keeps it exact
             return
+        st.counters["frames"] += 1
         ts = rfc3339_ns(data.timestamp) or record.recv_ns or self.clock_ns()
         if st.book is not None and st.state in ("live", "stale") and ts >= st.next_grid_ns:
             if st.next_grid_ns:
@@ -175,6 +181,7 @@ class BookProcessor:
             self._invalidate(st, str(exc), record, out)
             return
         st.epoch += 1
+        st.counters["snapshots"] += 1
         st.rewrite = st.changed = True
         st.pending.clear()
         self._delta_out(st, delta, record, out)
@@ -199,6 +206,7 @@ class BookProcessor:
             self._invalidate(st, str(exc), record, out)
             return
         st.changed = True
+        st.counters["updates"] += 1
         if not st.rewrite:
             pending = st.pending
             for price, qty in delta.bids:
@@ -230,6 +238,7 @@ class BookProcessor:
             return
         st.last_resync_ns = now
         self.counters["resyncs"] += 1
+        st.counters["resyncs"] += 1
         out.append(Output("control", st.symbol, orjson.dumps(
             {"action": "resync", "symbol": st.symbol, "reason": reason, "ts_ns": now})))
         if st.state == "invalidated":
@@ -279,14 +288,19 @@ class BookProcessor:
         st.messages += 1
         if delta.checksum_ok is False:
             st.checksum_failed += 1
+            st.counters["checksum_failed"] += 1
         elif delta.checksum_ok:
             st.checksum_ok += 1
+            st.counters["checksum_ok"] += 1
+        emit = self.clock_ns()
+        if record.recv_ns:
+            self.latency.observe_ns(emit - record.recv_ns)
         out.append(Output("book.deltas", st.norm, orjson.dumps({
             "exchange": EXCHANGE, "symbol": st.norm, "exchange_symbol": st.symbol,
             "is_snapshot": delta.is_snapshot, "bids": delta.bids, "asks": delta.asks,
             "checksum": delta.checksum, "checksum_ok": delta.checksum_ok, "depth": st.depth,
             "seq": st.seq, "epoch": st.epoch, "ts_exchange_ns": st.ts_exchange_ns, "ts_recv_ns": record.recv_ns,
-            "ts_emit_ns": self.clock_ns(), "raw_partition": record.partition, "raw_offset": record.offset,
+            "ts_emit_ns": emit, "raw_partition": record.partition, "raw_offset": record.offset,
         })))
 
     def _snapshot_out(self, st: PairState, reason: str, grid_ns: int | None, out: list[Output]) -> None:

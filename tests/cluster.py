@@ -93,8 +93,11 @@ class Cluster:
         self.procs[name] = proc
         return proc
 
-    def start_ingest(self) -> None:
-        self._spawn("ingest", [str(BIN / "krakenflow"), "ingest"])
+    def start_ingest(self, name: str = "ingest") -> int:
+        """A ``krakenflow ingest`` candidate; returns its metrics port."""
+        port = free_port()
+        self._spawn(name, [str(BIN / "krakenflow"), "ingest"], dict(self.env, KRAKENFLOW_INGEST_METRICS_PORT=str(port)))
+        return port
 
     def start_worker(self, name: str = "worker", web_port: int | None = None, fresh: bool = False) -> int:
         port = web_port or free_port()

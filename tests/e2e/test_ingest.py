@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from tests.cluster import BIN, Cluster, wait_until
+from tests.cluster import Cluster, wait_until
 
 pytestmark = pytest.mark.e2e
 
@@ -39,7 +39,7 @@ def live_ingest(c: Cluster, names: list[str]) -> str:
 
 def test_one_live_ingest_spread_over_connections_and_failover(cluster: Cluster) -> None:
     for name in ("ingest-1", "ingest-2"):
-        cluster._spawn(name, [str(BIN / "krakenflow"), "ingest"])
+        cluster.start_ingest(name)
     first = wait_until(lambda: connections(cluster) if len(connections(cluster)) == 3 else None, 60,
                        "three connections of two pairs each")
     assert sorted(s for symbols in first.values() for s in symbols) == sorted(PAIRS)

@@ -37,6 +37,7 @@ class Settings:
     app_id: str = "krakenflow"
     web_host: str = "127.0.0.1"
     web_port: int = 6066
+    canonical_host: str = ""  # how other workers reach this one (a container's hostname); default web_host
     data_dir: Path = Path("var")
     embedded_broker: bool = True
     ingest: str = "auto"  # auto: every worker is a candidate, one is elected; off: never in this process

@@ -1,0 +1,19 @@
+# krakenflow: one image for the ingest and the workers (docker-compose.yml, Procfile).
+FROM python:3.11-slim
+
+ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1
+WORKDIR /app
+
+COPY pyproject.toml README.md ./
+COPY app ./app
+COPY agents ./agents
+COPY models ./models
+COPY tables ./tables
+COPY sim ./sim
+RUN pip install .
+
+# worker web views and /metrics; the standalone ingest's /metrics
+EXPOSE 6066 6065
+ENV KRAKENFLOW_WEB_HOST=0.0.0.0 KRAKENFLOW_DATA_DIR=/data
+VOLUME /data
+CMD ["faust", "-A", "app", "worker", "-l", "info"]

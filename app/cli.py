@@ -107,6 +107,13 @@ def _replay(args: argparse.Namespace) -> int:
     return 0
 
 
+def _tail(args: argparse.Namespace) -> int:
+    from app.settings import Settings
+    from app.tail import run
+
+    return run(Settings.from_env(), args.topic, args.symbol, args.from_beginning, args.count)
+
+
 def _broker(args: argparse.Namespace) -> int:
     import time
 
@@ -160,6 +167,14 @@ def build_parser() -> argparse.ArgumentParser:
     rep.add_argument("captures", nargs="+", type=Path, metavar="CAPTURE")
     rep.add_argument("--rate", type=float, default=0.0, help="frames per second (default: as fast as possible)")
     rep.set_defaults(func=_replay)
+    tail = sub.add_parser("tail", help="follow an output topic, pretty-printed",
+                          description="Follow a krakenflow topic (book.deltas, book.snapshots, book.events, "
+                          "metrics, deadletter) one line per record.")
+    tail.add_argument("topic", help="e.g. book.deltas or kraken.book.events")
+    tail.add_argument("--symbol", help="only this pair (BTC-USD or BTC/USD)")
+    tail.add_argument("--from-beginning", action="store_true", help="start at the oldest record")
+    tail.add_argument("--count", type=int, default=None, help="stop after this many records")
+    tail.set_defaults(func=_tail)
     brk = sub.add_parser("broker", help="run the embedded Kafka-protocol broker (Tansu, memory only)")
     brk.add_argument("--host", default="127.0.0.1")
     brk.add_argument("--port", type=int, default=9092)

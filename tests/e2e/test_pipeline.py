@@ -143,3 +143,21 @@ def test_metrics_and_grid_snapshots_flow(cluster: Cluster) -> None:
     metrics = cluster.read("metrics", until=lambda r: any(m.get("spread") for m in r))
     book_metrics = [m for m in metrics if m["metric"] == "book" and m["spread"]]
     assert all(Decimal(m["spread"]) > 0 for m in book_metrics)
+
+
+def test_tail_follows_a_topic_filtered_by_symbol(cluster: Cluster) -> None:
+    import subprocess
+
+    from tests.cluster import BIN
+    from tests.processes import ROOT
+
+    result = subprocess.run([str(BIN / "krakenflow"), "tail", "book.deltas", "--symbol", "PEPE/USD",
+                             "--from-beginning", "--count", "5"], cwd=ROOT, env=cluster.env, capture_output=True,
+                            text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert len(lines) == 5 and all(line.startswith("PEPE-USD") for line in lines)
+    assert "SNAPSHOT" in lines[0] and "checksum ok" in lines[0]
+    events = subprocess.run([str(BIN / "krakenflow"), "tail", "kraken.book.events", "--from-beginning", "--count",
+                             "1"], cwd=ROOT, env=cluster.env, capture_output=True, text=True, timeout=60)
+    assert " -> live: " in events.stdout

@@ -14,6 +14,7 @@ from agents.catchup import read_range
 from app.kafka_out import BatchWriter
 from app.kraken_client import Backoff
 from app.settings import Settings
+from models.marketdata import WhaleThresholds
 from models.processor import BookProcessor, Output, ProcessorSettings, RawRecord
 from tables.books import BookStore
 
@@ -44,7 +45,8 @@ class BookPipeline:
         self._partition = -1
         self.processor = BookProcessor(
             ProcessorSettings(settings.snapshot_interval_ms, settings.snapshot_levels, settings.stale_after,
-                              settings.resync_min_interval),
+                              settings.resync_min_interval,
+                              WhaleThresholds.parse(settings.whale_notional, settings.whale_thresholds)),
             precision_of=precision_of,
             restore=lambda symbol: self.store.restore(symbol, self._partition),
         )

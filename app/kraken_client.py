@@ -139,6 +139,8 @@ class KrakenConnection:
             params["symbol"] = symbols
         if channel == "book":
             params["depth"] = self.depth
+        elif channel == "ohlc":
+            params["interval"] = 1  # Kraken keys ohlc subscriptions by interval; candles are built from trades
         return orjson.dumps({"method": method, "params": params, "req_id": self._next_id()}).decode()
 
     async def _subscribe_all(self, ws: ClientConnection) -> None:

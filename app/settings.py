@@ -12,6 +12,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from models.book import DEPTHS
+from models.marketdata import WhaleThresholds
 
 DEFAULT_PAIRS = ("BTC/USD", "ETH/USD", "SOL/USD", "XRP/USD", "DOGE/USD", "ADA/USD", "LTC/USD", "LINK/USD")
 
@@ -49,6 +50,8 @@ class Settings:
     batch_max: int = 2000
     batch_within: float = 0.05
     replication_factor: int = 1
+    whale_notional: str = "100000"  # quote-currency notional of a "whale" trade (kraken.metrics alert)
+    whale_thresholds: tuple[str, ...] = ()  # per pair overrides: BTC/USD=250000,ETH/USD=100000
     faust_sensor: bool = True
     ingest_metrics_port: int = 6065  # /metrics of a standalone `krakenflow ingest`
     sim_port: int = 8765  # where `krakenflow run` starts the simulator when Kraken is unreachable
@@ -98,6 +101,13 @@ class Settings:
                 raise SettingsError(f"KRAKENFLOW_PAIRS has {pair!r}; Kraken v2 pairs look like BTC/USD")
         if self.ingest not in ("auto", "off"):
             raise SettingsError(f"KRAKENFLOW_INGEST={self.ingest!r}; use auto or off")
+        try:
+            WhaleThresholds.parse(self.whale_notional, self.whale_thresholds)
+        except (ArithmeticError, ValueError):
+            raise SettingsError(
+                f"KRAKENFLOW_WHALE_NOTIONAL={self.whale_notional!r} / KRAKENFLOW_WHALE_THRESHOLDS="
+                f"{','.join(self.whale_thresholds)!r}: give a number, and PAIR=number items like BTC/USD=250000"
+            ) from None
         if not self.broker.startswith("kafka://"):
             raise SettingsError(f"KRAKENFLOW_BROKER={self.broker!r}; write it as kafka://host:port")
 

@@ -11,7 +11,7 @@ from app.settings import Settings
 
 log = logging.getLogger("krakenflow.topics")
 
-OUTPUTS = ("book.deltas", "book.snapshots", "book.events", "metrics", "deadletter")
+OUTPUTS = ("book.deltas", "book.snapshots", "book.events", "metrics", "deadletter", "trades", "tickers", "candles")
 
 
 def topic_layout(settings: Settings) -> dict[str, int]:

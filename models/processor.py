@@ -24,7 +24,9 @@ import orjson
 
 from models.book import BookDelta, L2Book
 from models.histogram import LatencyHistogram
-from models.frames import Ack, BookData, BookFrame, InstrumentFrame, ParseError, parse_frame
+from models import marketdata
+from models.frames import Ack, BookData, BookFrame, InstrumentFrame, ParseError, TickerFrame, TradeFrame, parse_frame
+from models.marketdata import MarketState, WhaleThresholds
 from models.numbers import NumberError
 from models.symbols import normalize
 from models.timeutil import rfc3339_ns
@@ -60,6 +62,7 @@ class ProcessorSettings:
     snapshot_levels: int = 10
     stale_after: float = 15.0
     resync_min_interval: float = 5.0
+    whales: WhaleThresholds = field(default_factory=WhaleThresholds)
 
 
 @dataclass(slots=True)
@@ -88,6 +91,7 @@ class PairState:
     pending: list[tuple[int, str, str]] = field(default_factory=list)
     rewrite: bool = False
     changed: bool = False
+    market: MarketState = field(default_factory=MarketState)
     # cumulative, for metrics (since this worker took the pair)
     counters: dict[str, int] = field(default_factory=lambda: dict.fromkeys(
         ("frames", "snapshots", "updates", "checksum_ok", "checksum_failed", "resyncs"), 0))
@@ -108,7 +112,7 @@ class BookProcessor:
         self.pairs: dict[str, PairState] = {}
         self.precisions: dict[str, Precision] = {}
         self.grid_ns = settings.snapshot_interval_ms * 1_000_000
-        self.counters = {"frames": 0, "deadletter": 0, "duplicates": 0, "discarded": 0, "resyncs": 0}
+        self.counters = {"frames": 0, "deadletter": 0, "duplicates": 0, "discarded": 0, "resyncs": 0, "trades": 0}
         self.latency = LatencyHistogram()
 
     # -- entry point -------------------------------------------------------------------------------
@@ -127,6 +131,39 @@ class BookProcessor:
                 self.set_precision(pair.symbol, (pair.price_precision, pair.qty_precision), record, out)
         elif isinstance(frame, Ack):
             self._ack(record, frame, out)
+        elif isinstance(frame, (TradeFrame, TickerFrame)):
+            self._market_data(record, frame, out)
+
+    def _duplicate(self, st: PairState, record: RawRecord) -> bool:
+        """True for a record at or below the pair's last applied offset (replayed after a crash)."""
+        if record.partition == st.last_partition and record.offset <= st.last_offset:
+            self.counters["duplicates"] += 1
+            return True
+        st.last_partition, st.last_offset = record.partition, record.offset
+        return False
+
+    def _market_data(self, record: RawRecord, frame: TradeFrame | TickerFrame, out: list[Output]) -> None:
+        items = frame.trades if isinstance(frame, TradeFrame) else frame.tickers
+        symbols = {item.symbol for item in items}
+        if any(self._duplicate(self.state_of(symbol), record) for symbol in symbols):
+            return
+        lineage = {"ts_recv_ns": record.recv_ns, "raw_partition": record.partition, "raw_offset": record.offset}
+
+        def emit(topic: str, key: str, value: dict[str, object]) -> None:
+            out.append(Output(topic, key, orjson.dumps(value)))
+
+        def market_of(symbol: str) -> MarketState:
+            st = self.state_of(symbol)
+            st.changed = True
+            return st.market
+
+        def norm_of(symbol: str) -> str:
+            return self.state_of(symbol).norm
+
+        if isinstance(frame, TradeFrame):
+            self.counters["trades"] += marketdata.trades(frame, norm_of, market_of, lineage, self.settings.whales, emit)
+        else:
+            marketdata.tickers(frame, norm_of, market_of, lineage, record.recv_ns, emit)
 
     def fail(self, record: RawRecord, reason: str, out: list[Output]) -> None:
         """Dead-letter a record whose processing raised (a bug), so it is seen and counted."""
@@ -143,8 +180,7 @@ class BookProcessor:
 
     def _book(self, record: RawRecord, is_snapshot: bool, data: BookData, out: list[Output]) -> None:
         st = self.state_of(data.symbol)
-        if record.partition == st.last_partition and record.offset <= st.last_offset:
-            self.counters["duplicates"] += 1  # already applied before a restart: skipping keeps it exact
+        if self._duplicate(st, record):  # already applied before a restart: skipping keeps it exact
             return
         st.counters["frames"] += 1
         ts = rfc3339_ns(data.timestamp) or record.recv_ns or self.clock_ns()
@@ -153,7 +189,6 @@ class BookProcessor:
                 self._snapshot_out(st, "grid", ts - ts % self.grid_ns, out)
                 self._metrics_out(st, out)
             st.next_grid_ns = ts - ts % self.grid_ns + self.grid_ns
-        st.last_partition, st.last_offset = record.partition, record.offset
         recv = record.recv_ns or 0
         st.ts_exchange_ns, st.recv_ns = ts, recv
         if recv and ts and recv > ts:

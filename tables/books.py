@@ -27,6 +27,7 @@ import orjson
 
 from app.kafka_out import BatchWriter, Record
 from models.book import L2Book
+from models.marketdata import MarketState
 from models.processor import PairState
 from models.symbols import normalize
 from tables.partitiondb import PartitionDB
@@ -193,7 +194,7 @@ class BookStore:
             "last_partition": st.last_partition, "last_offset": st.last_offset,
             "ts_exchange_ns": st.ts_exchange_ns, "recv_ns": st.recv_ns, "next_grid_ns": st.next_grid_ns,
             "width": str(pages.width), "pages": sorted(pages.known), "generation": pages.generation,
-            "checksum": book.checksum() if book else None,
+            "checksum": book.checksum() if book else None, "market": st.market.as_json(),
         })
 
     # -- restore -----------------------------------------------------------------------------------
@@ -208,7 +209,7 @@ class BookStore:
         st = PairState(symbol, normalize(symbol), depth=meta["depth"], state=meta["state"], seq=meta["seq"],
                        epoch=meta["epoch"], last_partition=meta["last_partition"], last_offset=meta["last_offset"],
                        ts_exchange_ns=meta["ts_exchange_ns"], recv_ns=meta["recv_ns"],
-                       next_grid_ns=meta["next_grid_ns"])
+                       next_grid_ns=meta["next_grid_ns"], market=MarketState.from_json(meta.get("market")))
         pages = Pages(Decimal(meta["width"]))
         pages.generation = meta["generation"]
         bids: list[tuple[str, str]] = []

@@ -129,9 +129,9 @@ class BookPipeline:
         """
         if not out:
             return
-        by_topic: dict[str, list[tuple[bytes, bytes]]] = {}
+        by_topic: dict[str, list[tuple[bytes, bytes, int | None]]] = {}
         for o in out:
-            by_topic.setdefault(o.topic, []).append((o.key.encode(), o.value))
+            by_topic.setdefault(o.topic, []).append((o.key.encode(), o.value, o.timestamp_ms))
         backoff = Backoff(base=0.2, cap=10.0)
         while True:
             try:

@@ -16,6 +16,8 @@ from aiokafka import AIOKafkaProducer
 from aiokafka.partitioner import murmur2
 
 Record = tuple[bytes | None, bytes | None]
+#: A record with its timestamp (ms; None: the producer's clock).
+TimedRecord = tuple[bytes | None, bytes | None, int | None]
 
 
 def key_partition(key: bytes, partitions: int) -> int:
@@ -64,19 +66,20 @@ class BatchWriter:
             cached = self._key_cache[(key, partitions)] = key_partition(key, partitions)
         return cached
 
-    async def send_keyed(self, topic: str, records: Iterable[Record],
+    async def send_keyed(self, topic: str, records: Iterable[Record | TimedRecord],
                          headers: list[tuple[str, bytes]] | None = None) -> list[asyncio.Future[object]]:
         """Send records to their keyed partitions; returns the delivery futures (await them)."""
         n = await self.partitions(topic)
-        groups: dict[int, list[Record]] = {}
-        for key, value in records:
-            groups.setdefault(self.partition_for(key or b"", n), []).append((key, value))
+        groups: dict[int, list[Record | TimedRecord]] = {}
+        for record in records:
+            groups.setdefault(self.partition_for(record[0] or b"", n), []).append(record)
         futures: list[asyncio.Future[object]] = []
         for partition, group in groups.items():
             futures.extend(await self.send_partition(topic, partition, group, headers=headers))
         return futures
 
-    async def send_partition(self, topic: str, partition: int, records: list[Record], single_tail: bool = False,
+    async def send_partition(self, topic: str, partition: int, records: list[Record | TimedRecord],
+                             single_tail: bool = False,
                              headers: list[tuple[str, bytes]] | None = None) -> list[asyncio.Future[object]]:
         """Send to one partition in as few batches as fit.
 
@@ -90,10 +93,12 @@ class BatchWriter:
             if not chunk:
                 continue
             batch = self.producer.create_batch()
-            for key, value in chunk:
-                if batch.append(key=key, value=value, timestamp=None, headers=headers) is None:  # batch full
+            for record in chunk:
+                key, value = record[0], record[1]
+                stamp = record[2] if len(record) > 2 else None  # type: ignore[misc]
+                if batch.append(key=key, value=value, timestamp=stamp, headers=headers) is None:  # batch full
                     futures.append(await self.producer.send_batch(batch, topic, partition=partition))
                     batch = self.producer.create_batch()
-                    batch.append(key=key, value=value, timestamp=None, headers=headers)
+                    batch.append(key=key, value=value, timestamp=stamp, headers=headers)
             futures.append(await self.producer.send_batch(batch, topic, partition=partition))
         return futures

@@ -39,6 +39,8 @@ app = faust.App(
     producer_acks=-1,
     table_standby_replicas=0,
     web_enabled=True,
+    # windowed candle tables close (and publish) expired windows on this cadence
+    table_cleanup_interval=2.0,
 )
 
 raw_topic = app.topic(settings.raw_topic, key_type=bytes, value_type=bytes, partitions=settings.raw_partitions)
@@ -46,6 +48,7 @@ raw_topic = app.topic(settings.raw_topic, key_type=bytes, value_type=bytes, part
 # registration of tables, agents, timers and views on import
 from tables import faust_tables  # noqa: E402,F401
 from agents import books  # noqa: E402,F401
-from app import views  # noqa: E402,F401
+from agents import candles  # noqa: E402,F401
+from app import market_views, views  # noqa: E402,F401
 from app import ingest_service  # noqa: E402,F401
 from app import observability  # noqa: E402,F401

@@ -50,6 +50,7 @@ class Settings:
     batch_max: int = 2000
     batch_within: float = 0.05
     replication_factor: int = 1
+    candle_grace: float = 10.0  # seconds a candle window stays open past its end for late trades
     whale_notional: str = "100000"  # quote-currency notional of a "whale" trade (kraken.metrics alert)
     whale_thresholds: tuple[str, ...] = ()  # per pair overrides: BTC/USD=250000,ETH/USD=100000
     faust_sensor: bool = True

@@ -54,6 +54,7 @@ class Output:
     topic: str
     key: str
     value: bytes
+    timestamp_ms: int | None = None  # the Kafka record timestamp (exchange time for trades: candle windows)
 
 
 @dataclass(slots=True)
@@ -150,7 +151,8 @@ class BookProcessor:
         lineage = {"ts_recv_ns": record.recv_ns, "raw_partition": record.partition, "raw_offset": record.offset}
 
         def emit(topic: str, key: str, value: dict[str, object]) -> None:
-            out.append(Output(topic, key, orjson.dumps(value)))
+            ts = value.get("ts_exchange_ns")
+            out.append(Output(topic, key, orjson.dumps(value), ts // 1_000_000 if isinstance(ts, int) else None))
 
         def market_of(symbol: str) -> MarketState:
             st = self.state_of(symbol)

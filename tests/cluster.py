@@ -45,7 +45,11 @@ def http_json(url: str, timeout: float = 5.0) -> Any:
         with urllib.request.urlopen(url, timeout=timeout) as response:
             return orjson.loads(response.read())
     except urllib.error.HTTPError as exc:
-        return {"status": exc.code, **orjson.loads(exc.read() or b"{}")}
+        body = exc.read()
+        try:
+            return {"status": exc.code, **orjson.loads(body or b"{}")}
+        except orjson.JSONDecodeError:
+            return {"status": exc.code, "error": body.decode("utf-8", "replace")}
     except OSError:
         return None
 

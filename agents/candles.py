@@ -15,6 +15,7 @@ from datetime import timedelta
 from functools import partial
 from typing import Any
 
+import faust
 import orjson
 
 from app.main import app, settings
@@ -43,14 +44,35 @@ async def _on_close(interval: str, key: Any, value: Any) -> None:
     await candles_topic.send(key=candle["symbol"].encode(), value=orjson.dumps(candle))
 
 
-tables = {
-    name: app.Table(
+class CandleTable(faust.Table):  # type: ignore[misc]
+    """A windowed table that reports every closed window.
+
+    faust-streaming 0.15.3 skips ``on_window_close`` for a window whose start is not after the last
+    window closed *in any partition* (one ``last_closed_window`` per table): with pairs in several
+    partitions, only one pair's candle per interval would be published. Here that guard never holds
+    back a window; a window closing twice (after a crash) is told apart downstream by its begin time.
+    """
+
+    @property
+    def last_closed_window(self) -> float:
+        return float("-inf")
+
+    @last_closed_window.setter
+    def last_closed_window(self, value: float) -> None:
+        return None
+
+
+def _candle_table(name: str, seconds: int) -> Any:
+    table = app.tables.add(CandleTable(
         # str keys: a windowed key is (symbol, (start, end)), which needs the json serializer
-        f"candles-{name}", key_type=str, value_type=bytes, partitions=settings.output_partitions,
-        default=bytes, on_window_close=partial(_on_close, name),  # a missing window reads as b""
-    ).tumbling(seconds, expires=timedelta(seconds=seconds + settings.candle_grace)).relative_to_stream()
-    for name, seconds in INTERVALS.items()
-}
+        app, name=f"candles-{name}", key_type=str, value_type=bytes, partitions=settings.output_partitions,
+        default=bytes, beacon=app.tables.beacon, on_window_close=partial(_on_close, name),  # missing: b""
+    ))
+    # Faust expires a window `expires` after its end (wall clock): that is the grace for late trades
+    return table.tumbling(seconds, expires=timedelta(seconds=settings.candle_grace)).relative_to_stream()
+
+
+tables = {name: _candle_table(name, seconds) for name, seconds in INTERVALS.items()}
 
 
 @app.agent(trades_topic)

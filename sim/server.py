@@ -276,9 +276,9 @@ class Simulator:
         now = time.time_ns()
         event = market.step(depths, now)
         self.events += 1
-        intervals = {i for c in subscribers for i in c.ohlc.get(symbol, ())}
         stats = self.stats[symbol]
-        stats.on_trades(event.trades, now, intervals)
+        # like the exchange, candles of every interval are kept whether or not anyone subscribed
+        stats.on_trades(event.trades, now, OHLC_INTERVALS)
         if self.faults.is_silent(symbol):
             return
         corrupt = self.faults.take_corruption(symbol)

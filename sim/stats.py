@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from decimal import ROUND_HALF_EVEN, Decimal
 
@@ -39,7 +40,7 @@ class PairStats:
         self.notional = Decimal(0)
         self.candles: dict[int, _Candle] = {}
 
-    def on_trades(self, trades: list[SimTrade], ts_ns: int, intervals: set[int]) -> None:
+    def on_trades(self, trades: list[SimTrade], ts_ns: int, intervals: Iterable[int]) -> None:
         for t in trades:
             price, qty = Decimal(t.price), Decimal(t.qty)
             self.last = price

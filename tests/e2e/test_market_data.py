@@ -1,0 +1,138 @@
+"""Trades, tickers, candles and market summaries from the simulator through the embedded broker."""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+
+from models.candles import begin_ns
+from models.frames import OhlcFrame
+from tests.cluster import BIN, Cluster, http_json, wait_until
+from tests.processes import ROOT
+from tests.simclient import SimClient
+
+pytestmark = pytest.mark.e2e
+
+PAIRS = ["BTC/USD", "ETH/USD"]
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
+    c = Cluster(tmp_path_factory.mktemp("marketdata"), PAIRS, depth=10, sim_args=("--pair-rate", "30", "--seed", "9"))
+    c.env.update({"KRAKENFLOW_CANDLE_GRACE": "2", "KRAKENFLOW_WHALE_NOTIONAL": "20000"})
+    try:
+        c.start_ingest()
+        c.web = c.start_worker()  # type: ignore[attr-defined]
+        yield c
+    finally:
+        c.close()
+
+
+class OhlcWatcher:
+    """The simulator's own ohlc channel (interval 1), last update per window, read in a thread."""
+
+    def __init__(self, url: str) -> None:
+        self.final: dict[tuple[str, int], dict[str, Any]] = {}
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=lambda: asyncio.run(self._run(url)), daemon=True)
+        self.thread.start()
+
+    async def _run(self, url: str) -> None:
+        client = await SimClient.open(url)
+        await client.subscribe("ohlc", PAIRS, interval=1)
+        while not self.stop.is_set():
+            try:
+                raw, frame = await asyncio.wait_for(client.frame(), 1.0)
+            except asyncio.TimeoutError:
+                continue
+            if isinstance(frame, OhlcFrame):
+                for c in orjson.loads(raw)["data"]:
+                    self.final[(c["symbol"], begin_ns(c["interval_begin"]) or 0)] = c
+        await client.close()
+
+
+def test_trades_tickers_summaries_and_whales_flow(cluster: Cluster) -> None:
+    trades = cluster.read("trades", until=lambda r: {t["symbol"] for t in r} == {"BTC-USD", "ETH-USD"} and len(r) > 20)
+    for symbol in ("BTC-USD", "ETH-USD"):
+        mine = [t for t in trades if t["symbol"] == symbol]
+        assert all(t["event_id"] == f"kraken:{symbol}:{t['trade_id']}" for t in mine)
+        assert [t["trade_id"] for t in mine] == sorted({t["trade_id"] for t in mine}), "no duplicate, in order"
+        assert all(t["side"] in ("buy", "sell") and isinstance(t["price"], str) and t["ts_exchange_ns"] for t in mine)
+    tickers = cluster.read("tickers", until=lambda r: len(r) > 5)
+    assert {"bid", "ask", "last", "volume", "vwap", "high", "low", "change"} <= set(tickers[0])
+    whales = cluster.read("metrics", until=lambda r: any(m["metric"] == "whale_trade" for m in r))
+    whale = next(m for m in whales if m["metric"] == "whale_trade")
+    assert float(whale["notional"]) >= 20000 and whale["event_id"].startswith("kraken:")
+    market = http_json(f"http://127.0.0.1:{cluster.web}/markets/BTC-USD/")  # type: ignore[attr-defined]
+    assert market["last"] and market["volume_24h"] and market["best_bid"] and market["best_ask"]
+    assert float(market["spread"]) > 0 and market["book_state"] == "live"
+    listing = http_json(f"http://127.0.0.1:{cluster.web}/markets/")  # type: ignore[attr-defined]
+    assert {m["symbol"] for m in listing["markets"]} == {"BTC-USD", "ETH-USD"}
+    assert http_json(f"http://127.0.0.1:{cluster.web}/markets/DOGE-USD/")["status"] == 404  # type: ignore[attr-defined]
+
+
+def test_closed_candles_match_the_exchange_ohlc_channel(cluster: Cluster) -> None:
+    watcher = OhlcWatcher(f"ws://127.0.0.1:{cluster.sim_port}/v2")
+    try:
+        # the first window of a pair also holds trades made before the ingest subscribed to trades:
+        # compare from the second window on
+        def two_closed(records: list[dict[str, Any]]) -> bool:
+            return all(sum(c["interval"] == "1m" and c["symbol"] == s for c in records) >= 2
+                       for s in ("BTC-USD", "ETH-USD"))
+
+        candles = cluster.read("candles", until=two_closed, timeout=200)
+    finally:
+        watcher.stop.set()
+        watcher.thread.join(timeout=10)
+    compared = 0
+    first = {s: min(c["interval_begin_ns"] for c in candles if c["symbol"] == s and c["interval"] == "1m")
+             for s in ("BTC-USD", "ETH-USD")}
+    for c in candles:
+        if c["interval"] != "1m" or c["interval_begin_ns"] == first[c["symbol"]]:
+            continue
+        exchange = watcher.final.get((c["exchange_symbol"], c["interval_begin_ns"]))
+        if exchange is None:
+            continue  # a window that closed before the watcher subscribed
+        assert (c["open"], c["high"], c["low"], c["close"]) == (
+            str(exchange["open"]), str(exchange["high"]), str(exchange["low"]), str(exchange["close"])), c
+        assert c["volume"] == f"{exchange['volume']:.8f}" and c["trades"] == exchange["trades"], c
+        assert c["vwap"] == str(exchange["vwap"]), c
+        assert c["buy_volume"] and c["sell_volume"] and c["first_trade_id"] <= c["last_trade_id"]
+        compared += 1
+    assert compared >= 2
+    view = http_json(f"http://127.0.0.1:{cluster.web}/candles/BTC-USD/?interval=1m")  # type: ignore[attr-defined]
+    assert view["interval"] == "1m" and view["closed"] and view["closed"][-1]["volume"]
+    assert http_json(f"http://127.0.0.1:{cluster.web}/candles/BTC-USD/?interval=2m")["status"] == 400  # type: ignore[attr-defined]
+
+
+def test_replaying_the_same_frames_twice_yields_the_same_trade_ids(tmp_path: Path) -> None:
+    capture = tmp_path / "trades.jsonl"
+    cluster = Cluster(tmp_path, PAIRS, sim_args=("--pair-rate", "30", "--seed", "4"))
+    try:
+        subprocess.run([str(BIN / "krakenflow"), "record", str(capture), "--url", f"ws://127.0.0.1:{cluster.sim_port}/v2",
+                        "--symbols", ",".join(PAIRS), "--channels", "book,trade", "--seconds", "3"],
+                       cwd=ROOT, env=cluster.env, check=True, capture_output=True, timeout=60)
+        expected = sorted(
+            f"kraken:{t['symbol'].replace('/', '-')}:{t['trade_id']}"
+            for line in capture.read_text().splitlines() if line.startswith('{"channel":"trade"')
+            for t in orjson.loads(line)["data"]
+        )
+        assert expected
+        cluster.start_worker()
+        for _ in range(2):
+            subprocess.run([str(BIN / "krakenflow"), "replay", str(capture)], cwd=ROOT, env=cluster.env, check=True,
+                           capture_output=True, timeout=120)
+        deltas = cluster.read("book.deltas", until=lambda r: len(r) >= 2 * sum(
+            1 for line in capture.read_text().splitlines() if line.startswith('{"channel":"book"')) - 2)
+        assert deltas
+        trades = cluster.read("trades", until=lambda r: len(r) >= len(expected))
+        assert sorted(t["event_id"] for t in trades) == expected, "the second replay adds no trade, ids are stable"
+    finally:
+        cluster.close()

@@ -79,8 +79,11 @@ def test_two_workers_split_partitions_and_a_killed_one_hands_over(cluster: Clust
     owned_by_b = {r["symbol"] for r in http_json(f"http://127.0.0.1:{b}/books/?local=1")["books"]}
     assert owned_by_b and owned_by_b != SYMBOLS
     for symbol in owned_by_b:  # asked on a, answered by b (the request is routed to the owner)
-        routed = http_json(f"http://127.0.0.1:{a}/books/{symbol}/?depth=3")
-        assert routed["symbol"] == symbol and len(routed["bids"]) == 3 and routed["state"] == "live"
+        url = f"http://127.0.0.1:{a}/books/{symbol}/?depth=3"
+        # right after a rebalance a's view of the assignment may lag for a moment
+        routed = wait_until(lambda: (lambda r: r if r and r.get("symbol") == symbol else None)(http_json(url)),
+                            30, f"{symbol} to be served through worker a")
+        assert len(routed["bids"]) == 3 and routed["state"] == "live"
     before = seq_now(cluster, a)
     cluster.stop("b", signal.SIGKILL)
 

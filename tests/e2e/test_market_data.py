@@ -13,7 +13,7 @@ import orjson
 import pytest
 
 from models.candles import begin_ns
-from models.frames import OhlcFrame
+from models.frames import Candle, OhlcFrame
 from tests.cluster import BIN, Cluster, http_json, wait_until
 from tests.processes import ROOT
 from tests.simclient import SimClient
@@ -39,7 +39,7 @@ class OhlcWatcher:
     """The simulator's own ohlc channel (interval 1), last update per window, read in a thread."""
 
     def __init__(self, url: str) -> None:
-        self.final: dict[tuple[str, int], dict[str, Any]] = {}
+        self.final: dict[tuple[str, int], Candle] = {}
         self.stop = threading.Event()
         self.thread = threading.Thread(target=lambda: asyncio.run(self._run(url)), daemon=True)
         self.thread.start()
@@ -49,12 +49,12 @@ class OhlcWatcher:
         await client.subscribe("ohlc", PAIRS, interval=1)
         while not self.stop.is_set():
             try:
-                raw, frame = await asyncio.wait_for(client.frame(), 1.0)
+                _, frame = await asyncio.wait_for(client.frame(), 1.0)
             except asyncio.TimeoutError:
                 continue
-            if isinstance(frame, OhlcFrame):
-                for c in orjson.loads(raw)["data"]:
-                    self.final[(c["symbol"], begin_ns(c["interval_begin"]) or 0)] = c
+            if isinstance(frame, OhlcFrame):  # exact decimal strings, as on the wire
+                for c in frame.candles:
+                    self.final[(c.symbol, begin_ns(c.interval_begin) or 0)] = c
         await client.close()
 
 
@@ -100,10 +100,9 @@ def test_closed_candles_match_the_exchange_ohlc_channel(cluster: Cluster) -> Non
         exchange = watcher.final.get((c["exchange_symbol"], c["interval_begin_ns"]))
         if exchange is None:
             continue  # a window that closed before the watcher subscribed
-        assert (c["open"], c["high"], c["low"], c["close"]) == (
-            str(exchange["open"]), str(exchange["high"]), str(exchange["low"]), str(exchange["close"])), c
-        assert c["volume"] == f"{exchange['volume']:.8f}" and c["trades"] == exchange["trades"], c
-        assert c["vwap"] == str(exchange["vwap"]), c
+        assert (c["open"], c["high"], c["low"], c["close"]) == (exchange.open, exchange.high, exchange.low,
+                                                                exchange.close), c
+        assert (c["volume"], c["trades"], c["vwap"]) == (exchange.volume, exchange.trades, exchange.vwap), c
         assert c["buy_volume"] and c["sell_volume"] and c["first_trade_id"] <= c["last_trade_id"]
         compared += 1
     assert compared >= 2

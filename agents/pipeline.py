@@ -92,10 +92,7 @@ class BookPipeline:
                 self._assigned_at = None
             self._publish_precisions()
             await self._deliver(out)
-            changelog = await self.store.flush([st for st in self.processor.pairs.values() if st.changed], processed)
-            if changelog:
-                await asyncio.gather(*(f for sent in changelog.values() for f in sent))
-                self.store.commit(changelog)
+            await self.store.flush([st for st in self.processor.pairs.values() if st.changed], processed)
             self.batches += 1
         self.last_batch_s = time.perf_counter() - started
 

@@ -19,6 +19,7 @@ meta (a crash between the two) means the stored book cannot be trusted, and the 
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from decimal import Decimal
 from typing import Any, Callable
@@ -121,11 +122,13 @@ class BookStore:
 
     # -- flush -------------------------------------------------------------------------------------
 
-    async def flush(self, states: list[PairState], processed: dict[int, int]) -> dict[int, list[Any]]:
+    async def flush(self, states: list[PairState], processed: dict[int, int]) -> None:
         """Write what changed, and each raw partition's last processed offset (``processed``).
 
-        Returns the changelog delivery futures per partition, the last one the partition's tail.
-        Await them, then :meth:`commit`, before the input is acked.
+        The changelog first, then (once the broker has it) the local RocksDB and Faust's persisted
+        changelog offset. The other order could leave the local store ahead of the changelog after a
+        crash, and Faust's replay of the changelog tail at restart would then mix older and newer
+        records of one book.
         """
         by_partition: dict[int, list[Record]] = {}
         for st in states:
@@ -141,21 +144,19 @@ class BookStore:
         futures: dict[int, list[Any]] = {}
         topic = self.changelog_topic()
         for partition, records in by_partition.items():
-            PartitionDB(self.table, partition).write(records)
+            futures[partition] = await self.writer.send_partition(topic, partition, records, single_tail=True)
+        await asyncio.gather(*(f for sent in futures.values() for f in sent))
+        for partition, records in by_partition.items():
+            db = PartitionDB(self.table, partition)
+            db.write(records)
+            db.set_changelog_offset(futures[partition][-1].result().offset)
             self.records_written += len(records)
             self.bytes_written += sum(len(k or b"") + len(v or b"") for k, v in records)
-            futures[partition] = await self.writer.send_partition(topic, partition, records, single_tail=True)
-        return futures
 
     def processed_offset(self, partition: int) -> int | None:
         """The last raw offset of ``partition`` whose effects are in the table (any worker's)."""
         value = PartitionDB(self.table, partition).get(watermark_key(partition))
         return int(value) if value else None
-
-    def commit(self, futures: dict[int, list[Any]]) -> None:
-        """Record each partition's changelog end as Faust's persisted offset (after delivery)."""
-        for partition, sent in futures.items():
-            PartitionDB(self.table, partition).set_changelog_offset(sent[-1].result().offset)
 
     def _records(self, st: PairState) -> list[Record]:
         pages = self.pages.get(st.symbol)
@@ -217,7 +218,8 @@ class BookStore:
         for side, page in meta["pages"]:
             value = db.get(page_key(symbol, side, page))
             if value is None:
-                continue
+                log.warning("%s: page %s/%s listed in its meta record is missing; resync needed", symbol, side, page)
+                return self._untrusted(st)
             stored = orjson.loads(value)
             if stored["g"] > pages.generation:
                 log.warning("%s: page newer than its meta record (a crash mid-flush); resync needed", symbol)

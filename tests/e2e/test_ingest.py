@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import signal
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -48,6 +49,7 @@ def test_one_live_ingest_spread_over_connections_and_failover(cluster: Cluster) 
     standby = "ingest-2" if live == "ingest-1" else "ingest-1"
     assert "this process is the live ingest" not in cluster.log(standby)
 
+    failover_ns = time.time_ns()
     cluster.stop(live, signal.SIGKILL)
     second = wait_until(lambda: connections(cluster) if len(connections(cluster)) == 3
                         and not set(connections(cluster)) & set(first) else None, 60, "the standby to take over")
@@ -55,13 +57,16 @@ def test_one_live_ingest_spread_over_connections_and_failover(cluster: Cluster) 
     assert "this process is the live ingest" in cluster.log(standby)
 
     def books_after_failover(records: list[dict[str, Any]]) -> bool:
-        """Every pair has the first ingest's snapshot and the standby's fresh one."""
-        snapshots = [d["symbol"] for d in records if d["is_snapshot"]]
-        return all(snapshots.count(p.replace("/", "-")) >= 2 for p in PAIRS)
+        """Every pair has books fed by the standby (frames it received after the failover)."""
+        fed = {d["symbol"] for d in records if d["ts_recv_ns"] > failover_ns and not d["is_snapshot"]}
+        return fed == {p.replace("/", "-") for p in PAIRS}
 
     cluster.start_worker()
     deltas = cluster.read("book.deltas", until=books_after_failover, timeout=120)
     assert all(d["checksum_ok"] for d in deltas), "every book verifies across the failover"
+    after = [d for d in deltas if d["ts_recv_ns"] > failover_ns]
+    assert {d["symbol"] for d in after if d["is_snapshot"]} == {p.replace("/", "-") for p in PAIRS}, \
+        "the standby started every book from a fresh snapshot"
 
 
 def test_reconnects_after_drops_and_resyncs_a_silent_pair(cluster: Cluster) -> None:

@@ -2,24 +2,21 @@
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any
 
-import orjson
-from faust.exceptions import SameNode
 from faust.web import Request, Response, View
 
 from agents import candles as candle_agent
 from agents.books import pipeline
 from app.main import app
+from app.routing import from_other_workers, from_owner, json_response
 from models.candles import INTERVALS
 from models.marketdata import summary
 from models.symbols import normalize, to_exchange
 from tables.faust_tables import books_table
 
 
-def _json(web: Any, body: Any, status: int = 200) -> Response:
-    return web.bytes(orjson.dumps(body), content_type="application/json", status=status)
+_json = json_response
 
 
 def local_markets() -> list[dict[str, Any]]:
@@ -32,18 +29,7 @@ class MarketList(View):
     async def get(self, request: Request) -> Response:
         rows = local_markets()
         if request.query.get("local") != "1":
-            me = str(app.conf.canonical_url).rstrip("/")
-            hosts = {str(h).rstrip("/") for h in app.router.tables_metadata()} - {me}
-
-            async def fetch(host: str) -> list[dict[str, Any]]:
-                try:
-                    async with app.http_client.get(f"{host}/markets/?local=1", timeout=5) as response:
-                        return list(orjson.loads(await response.read())["markets"])
-                except Exception:  # a worker leaving mid-request: list what the others have
-                    return []
-
-            for more in await asyncio.gather(*(fetch(h) for h in hosts)):
-                rows.extend(more)
+            rows.extend(await from_other_workers("/markets/", "markets"))
         rows.sort(key=lambda r: r["symbol"])
         return _json(self.web, {"markets": rows, "count": len(rows)})
 
@@ -52,12 +38,9 @@ class MarketList(View):
 class MarketDetail(View):
     async def get(self, request: Request, symbol: str) -> Response:
         exchange_symbol = to_exchange(symbol)
-        try:
-            return await app.router.route_req(books_table.name, exchange_symbol.encode(), self.web, request)
-        except SameNode:
-            pass
-        except Exception:  # no assignment yet (starting up): answer from what this worker has
-            pass
+        routed = await from_owner(self.web, request, books_table.name, exchange_symbol.encode())
+        if routed is not None:
+            return routed
         st = pipeline.processor.pairs.get(exchange_symbol)
         if st is None:
             return _json(self.web, {"error": f"unknown symbol {symbol}: no market data for it on this cluster",
@@ -73,12 +56,9 @@ class Candles(View):
         if interval not in INTERVALS:
             return _json(self.web, {"error": f"interval {interval!r} is not kept; use one of {sorted(INTERVALS)}"}, 400)
         norm = normalize(to_exchange(symbol))
-        try:
-            return await app.router.route_topic_req(candle_agent.trades_topic, norm.encode(), self.web, request)
-        except SameNode:
-            pass
-        except Exception:  # no assignment yet: answer from what this worker has
-            pass
+        routed = await from_owner(self.web, request, "", norm.encode(), topic=candle_agent.trades_topic)
+        if routed is not None:
+            return routed
         recent = list(candle_agent.closed.get((norm, interval), ()))
         current = candle_agent.open_candle(norm, interval)
         if current is None and not recent:

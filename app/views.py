@@ -6,21 +6,18 @@
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any
 
-import orjson
-from faust.exceptions import SameNode
 from faust.web import Request, Response, View
 
 from agents.books import pipeline
 from app.main import app
+from app.routing import from_other_workers, from_owner, json_response
 from models.symbols import to_exchange
 from tables.faust_tables import books_table
 
 
-def _json(web: Any, body: Any, status: int = 200) -> Response:
-    return web.bytes(orjson.dumps(body), content_type="application/json", status=status)
+_json = json_response
 
 
 def local_pairs() -> list[dict[str, Any]]:
@@ -40,36 +37,17 @@ class BookList(View):
     async def get(self, request: Request) -> Response:
         rows = local_pairs()
         if request.query.get("local") != "1":
-            rows.extend(await self._remote_rows())
+            rows.extend(await from_other_workers("/books/", "books"))
         rows.sort(key=lambda r: r["symbol"])
         return _json(self.web, {"books": rows, "count": len(rows)})
-
-    async def _remote_rows(self) -> list[dict[str, Any]]:
-        me = str(app.conf.canonical_url).rstrip("/")
-        hosts = {str(h).rstrip("/") for h in app.router.tables_metadata()} - {me}
-
-        async def fetch(host: str) -> list[dict[str, Any]]:
-            try:
-                async with app.http_client.get(f"{host}/books/?local=1", timeout=5) as response:
-                    return list(orjson.loads(await response.read())["books"])
-            except Exception:  # a worker leaving mid-request: list what the others have
-                return []
-
-        results = await asyncio.gather(*(fetch(h) for h in hosts))
-        return [row for rows in results for row in rows]
 
 
 @app.page("/books/{symbol}/")
 class BookDetail(View):
     async def get(self, request: Request, symbol: str) -> Response:
         exchange_symbol = to_exchange(symbol)
-        try:
-            return await app.router.route_req(books_table.name, exchange_symbol.encode(), self.web, request)
-        except SameNode:
-            pass
-        except Exception:  # no assignment yet (starting up): answer from what this worker has
-            pass
-        return self._local(request, symbol, exchange_symbol)
+        routed = await from_owner(self.web, request, books_table.name, exchange_symbol.encode())
+        return routed if routed is not None else self._local(request, symbol, exchange_symbol)
 
     def _local(self, request: Request, symbol: str, exchange_symbol: str) -> Response:
         st = pipeline.processor.pairs.get(exchange_symbol)

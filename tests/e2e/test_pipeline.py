@@ -121,8 +121,9 @@ def test_bad_frames_go_to_the_dead_letter_topic_and_processing_continues(cluster
 
 
 def test_web_views(cluster: Cluster) -> None:
-    listing = http_json(f"http://127.0.0.1:{cluster.web}/books/")  # type: ignore[attr-defined]
-    assert {b["symbol"] for b in listing["books"]} == SYMBOLS
+    url = f"http://127.0.0.1:{cluster.web}/books/"  # type: ignore[attr-defined]
+    listing = wait_until(lambda: (lambda r: r if r and {b["symbol"] for b in r["books"]} == SYMBOLS else None)(
+        http_json(url)), 60, "every book listed")
     assert all(b["state"] in ("live", "stale") and b["seq"] > 0 for b in listing["books"])
     book = http_json(book_url(cluster, "PEPE-USD", depth=5))
     assert len(book["bids"]) == 5 and len(book["asks"]) == 5 and isinstance(book["checksum"], int)

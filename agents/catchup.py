@@ -29,8 +29,6 @@ async def read_range(bootstrap: str, topic: str, partition: int, start: int, end
                 recv = dict(message.headers or ()).get("recv_ns")
                 records.append(RawRecord(message.value or b"", message.key, partition, message.offset,
                                          int(recv) if recv else None))
-            if records and records[-1].offset >= end - 1:
-                break
     finally:
         await consumer.stop()
     return records

@@ -63,8 +63,6 @@ class BookPipeline:
         self._assigned_at: float | None = None
         self.processed_offsets: dict[int, int] = {}
         self._resumed: set[int] = set()  # partitions whose first event since assignment was seen
-        self.last_batch_s = 0.0
-        self.latency_ns: list[int] = []  # receive -> delta emitted, for the metrics module
 
     async def _ensure_started(self) -> None:
         if not self._started:
@@ -72,7 +70,6 @@ class BookPipeline:
             self._started = True
 
     async def handle(self, events: Sequence[Any]) -> None:
-        started = time.perf_counter()
         async with self._lock:
             await self._ensure_started()
             out: list[Output] = []
@@ -94,7 +91,6 @@ class BookPipeline:
             await self._deliver(out)
             await self.store.flush([st for st in self.processor.pairs.values() if st.changed], processed)
             self.batches += 1
-        self.last_batch_s = time.perf_counter() - started
 
     def _process(self, record: RawRecord, out: list[Output]) -> None:
         self._partition = record.partition

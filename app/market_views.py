@@ -16,9 +16,6 @@ from models.symbols import normalize, to_exchange
 from tables.faust_tables import books_table
 
 
-_json = json_response
-
-
 def local_markets() -> list[dict[str, Any]]:
     return [summary(st.symbol, st.norm, st.market, st.book.best() if st.book else (None, None), st.state)
             for st in pipeline.processor.pairs.values()]
@@ -31,7 +28,7 @@ class MarketList(View):
         if request.query.get("local") != "1":
             rows.extend(await from_other_workers("/markets/", "markets"))
         rows.sort(key=lambda r: r["symbol"])
-        return _json(self.web, {"markets": rows, "count": len(rows)})
+        return json_response(self.web, {"markets": rows, "count": len(rows)})
 
 
 @app.page("/markets/{symbol}/")
@@ -43,9 +40,9 @@ class MarketDetail(View):
             return routed
         st = pipeline.processor.pairs.get(exchange_symbol)
         if st is None:
-            return _json(self.web, {"error": f"unknown symbol {symbol}: no market data for it on this cluster",
+            return json_response(self.web, {"error": f"unknown symbol {symbol}: no market data for it on this cluster",
                                     "hint": "GET /markets/ lists the markets; symbols are written like BTC-USD"}, 404)
-        return _json(self.web, summary(st.symbol, st.norm, st.market, st.book.best() if st.book else (None, None),
+        return json_response(self.web, summary(st.symbol, st.norm, st.market, st.book.best() if st.book else (None, None),
                                        st.state))
 
 
@@ -54,7 +51,7 @@ class Candles(View):
     async def get(self, request: Request, symbol: str) -> Response:
         interval = request.query.get("interval", "1m")
         if interval not in INTERVALS:
-            return _json(self.web, {"error": f"interval {interval!r} is not kept; use one of {sorted(INTERVALS)}"}, 400)
+            return json_response(self.web, {"error": f"interval {interval!r} is not kept; use one of {sorted(INTERVALS)}"}, 400)
         norm = normalize(to_exchange(symbol))
         routed = await from_owner(self.web, request, "", norm.encode(), topic=candle_agent.trades_topic)
         if routed is not None:
@@ -62,6 +59,6 @@ class Candles(View):
         recent = list(candle_agent.closed.get((norm, interval), ()))
         current = candle_agent.open_candle(norm, interval)
         if current is None and not recent:
-            return _json(self.web, {"error": f"no candles for {symbol} ({interval}) on this cluster yet",
+            return json_response(self.web, {"error": f"no candles for {symbol} ({interval}) on this cluster yet",
                                     "hint": "candles are built from kraken.trades; GET /markets/ lists the pairs"}, 404)
-        return _json(self.web, {"symbol": norm, "interval": interval, "open": current, "closed": recent})
+        return json_response(self.web, {"symbol": norm, "interval": interval, "open": current, "closed": recent})

@@ -17,17 +17,13 @@ from models.symbols import to_exchange
 from tables.faust_tables import books_table
 
 
-_json = json_response
-
-
 def local_pairs() -> list[dict[str, Any]]:
     rows = []
     for st in pipeline.processor.pairs.values():
         rows.append({
             "symbol": st.norm, "exchange_symbol": st.symbol, "state": st.state, "seq": st.seq, "epoch": st.epoch,
             "depth": st.depth, "last_update_ns": st.ts_exchange_ns or None, "last_recv_ns": st.recv_ns or None,
-            "worker": app.conf.canonical_url.human_repr() if hasattr(app.conf.canonical_url, "human_repr")
-            else str(app.conf.canonical_url),
+            "worker": str(app.conf.canonical_url),
         })
     return rows
 
@@ -39,7 +35,7 @@ class BookList(View):
         if request.query.get("local") != "1":
             rows.extend(await from_other_workers("/books/", "books"))
         rows.sort(key=lambda r: r["symbol"])
-        return _json(self.web, {"books": rows, "count": len(rows)})
+        return json_response(self.web, {"books": rows, "count": len(rows)})
 
 
 @app.page("/books/{symbol}/")
@@ -53,7 +49,7 @@ class BookDetail(View):
         st = pipeline.processor.pairs.get(exchange_symbol)
         if st is None or st.book is None:
             known = sorted(s.norm for s in pipeline.processor.pairs.values())
-            return _json(self.web, {
+            return json_response(self.web, {
                 "error": f"unknown symbol {symbol}: no book for it on this cluster",
                 "hint": "GET /books/ lists the books; symbols are written like BTC-USD", "known_here": known,
             }, status=404)
@@ -62,10 +58,10 @@ class BookDetail(View):
             if depth < 1:
                 raise ValueError
         except ValueError:
-            return _json(self.web, {"error": f"depth must be a positive integer, got {request.query.get('depth')!r}"},
+            return json_response(self.web, {"error": f"depth must be a positive integer, got {request.query.get('depth')!r}"},
                          status=400)
         book = st.book
-        return _json(self.web, {
+        return json_response(self.web, {
             "symbol": st.norm, "exchange_symbol": st.symbol, "state": st.state, "seq": st.seq, "epoch": st.epoch,
             "depth": st.depth, "checksum": book.checksum(), "bids": book.levels("bids", depth),
             "asks": book.levels("asks", depth), "ts_exchange_ns": st.ts_exchange_ns,

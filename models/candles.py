@@ -11,7 +11,6 @@ from decimal import ROUND_HALF_EVEN, Decimal
 from time import gmtime, strftime
 from typing import Any
 
-from models.timeutil import rfc3339_ns
 
 INTERVALS: dict[str, int] = {"1m": 60, "5m": 300, "1h": 3600}
 
@@ -65,7 +64,3 @@ def finalize(candle: dict[str, Any]) -> dict[str, Any]:
     out["interval_end_ns"] = begin + INTERVALS[candle["interval"]] * 1_000_000_000
     return out
 
-
-def begin_ns(interval_begin: str) -> int | None:
-    """Kraken's ``interval_begin`` text to ns (for comparing with the exchange's ohlc channel)."""
-    return rfc3339_ns(interval_begin)

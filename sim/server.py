@@ -23,7 +23,6 @@ from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
-from models.book import DEPTHS
 from sim import render
 from sim.control import handle_control
 from sim.exchange import PairEvent, PairMarket
@@ -310,5 +309,3 @@ class Simulator:
                         symbol, False, [self.stats[symbol].candle(interval, event.ts_ns)], event.ts_ns))
                     self.enqueue(client, frame)
 
-
-__all__ = ["Client", "DEPTHS", "OHLC_INTERVALS", "SimSettings", "Simulator"]

@@ -112,13 +112,9 @@ class BookStore:
         self.writer = writer
         self.changelog_topic = changelog_topic
         self.pages: dict[str, Pages] = {}
-        self.partition_of: dict[str, int] = {}
         self.restored = 0
         self.records_written = 0
         self.bytes_written = 0
-
-    def track(self, symbol: str, partition: int) -> None:
-        self.partition_of[symbol] = partition
 
     # -- flush -------------------------------------------------------------------------------------
 
@@ -134,7 +130,7 @@ class BookStore:
         for st in states:
             if not st.changed:
                 continue
-            partition = self.partition_of.get(st.symbol, st.last_partition)
+            partition = st.last_partition  # a pair's records all live in one raw partition
             if partition < 0:
                 continue
             by_partition.setdefault(partition, []).extend(self._records(st))
@@ -238,7 +234,6 @@ class BookStore:
                 return self._untrusted(st)
             st.book = book
         self.pages[symbol] = pages
-        self.partition_of[symbol] = partition
         self.restored += 1
         log.info("%s restored from the books table: seq %d, epoch %d, last raw offset %d/%d", symbol, st.seq,
                  st.epoch, st.last_partition, st.last_offset)

@@ -12,9 +12,9 @@ from typing import Any
 import orjson
 import pytest
 
-from models.candles import begin_ns
+from models.timeutil import rfc3339_ns
 from models.frames import Candle, OhlcFrame
-from tests.cluster import BIN, Cluster, http_json, wait_until
+from tests.cluster import BIN, Cluster, http_json
 from tests.processes import ROOT
 from tests.simclient import SimClient
 
@@ -54,7 +54,7 @@ class OhlcWatcher:
                 continue
             if isinstance(frame, OhlcFrame):  # exact decimal strings, as on the wire
                 for c in frame.candles:
-                    self.final[(c.symbol, begin_ns(c.interval_begin) or 0)] = c
+                    self.final[(c.symbol, rfc3339_ns(c.interval_begin) or 0)] = c
         await client.close()
 
 

@@ -13,7 +13,6 @@ import shutil
 import subprocess
 import urllib.parse
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest

@@ -54,6 +54,13 @@ def http_json(url: str, timeout: float = 5.0) -> Any:
         return None
 
 
+def if_levels_equal(book: dict[str, Any] | None, exchange: dict[str, Any]) -> dict[str, Any] | None:
+    """``book`` when its levels are exactly the exchange's, else None (for ``wait_until``)."""
+    if book and (book.get("bids"), book.get("asks")) == (exchange["bids"], exchange["asks"]):
+        return book
+    return None
+
+
 class Cluster:
     def __init__(self, tmp: Path, pairs: list[str], depth: int = 25, sim_args: tuple[str, ...] = (),
                  raw_partitions: int = 4, with_sim: bool = True) -> None:

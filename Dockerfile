@@ -7,6 +7,9 @@ WORKDIR /app
 COPY pyproject.toml README.md ./
 COPY app ./app
 COPY agents ./agents
+COPY broker ./broker
+COPY cli ./cli
+COPY ingest ./ingest
 COPY models ./models
 COPY tables ./tables
 COPY sim ./sim

@@ -10,44 +10,59 @@ uncommitted events, and the per-pair last applied offset turns those into skippe
 
 from __future__ import annotations
 
-import logging
+import asyncio
 from collections.abc import Iterable
 from typing import Any
 
 from agents.pipeline import BookPipeline
-from app.main import app, raw_topic, settings
-from tables.faust_tables import books_table, precision_of, remember_precision
-
-log = logging.getLogger("krakenflow.agents")
-
-pipeline = BookPipeline(app, settings, books_table, precision_of, remember_precision)
+from agents.supervision import TaskRestarts
+from app.settings import Settings
+from tables.definitions import Tables
 
 
-@app.agent(raw_topic)
-async def books(stream: Any) -> None:
-    """Every raw frame of this worker's partitions, a batch at a time.
+def register_books(app: Any, settings: Settings, raw_topic: Any, tables: Tables,
+                   restarts: TaskRestarts) -> BookPipeline:
+    """The book agent, its timer and rebalance hooks on ``app``; returns the pipeline they drive."""
+    pipeline = BookPipeline(app, settings, tables)
 
-    Sample record value (verbatim Kraken frame, key ``BTC/USD``)::
+    @app.agent(raw_topic, name="books")
+    async def books(stream: Any) -> None:
+        """Every raw frame of this worker's partitions, a batch at a time.
 
-        {"channel":"book","type":"update","data":[{"symbol":"BTC/USD","bids":[],
-         "asks":[{"price":62803.8,"qty":0.95536416}],"checksum":441069893,
-         "timestamp":"2026-08-16T23:37:05.399046Z"}]}
-    """
-    async for events in stream.take_events(settings.batch_max, within=settings.batch_within):
-        await pipeline.handle(events)
+        Sample record value (verbatim Kraken frame, key ``BTC/USD``)::
 
+            {"channel":"book","type":"update","data":[{"symbol":"BTC/USD","bids":[],
+             "asks":[{"price":62803.8,"qty":0.95536416}],"checksum":441069893,
+             "timestamp":"2026-08-16T23:37:05.399046Z"}]}
+        """
+        try:
+            async for events in stream.take_events(settings.batch_max, within=settings.batch_within):
+                # shielded: a stop that cancels the agent lets the batch commit (close() waits for it), so
+                # what the web views served before a SIGTERM is what the tables hold after it
+                await asyncio.shield(pipeline.handle(events))
+        except Exception as exc:  # Faust restarts the agent; the pipeline reads any gap it left
+            restarts.died("books", exc)
+            raise
 
-@app.timer(interval=1.0)
-async def book_tick() -> None:
-    """Staleness, stuck resyncs and metrics refresh, once a second."""
-    await pipeline.tick()
+    @app.timer(interval=1.0, name="book_tick")
+    async def book_tick() -> None:
+        """Staleness, stuck resyncs and metrics refresh, once a second."""
+        try:
+            await pipeline.tick()
+        except Exception as exc:  # the next tick is the restart
+            restarts.died("book_tick", exc)
 
+    @app.on_partitions_revoked.connect
+    async def on_revoked(sender: Any, revoked: Iterable[Any], **kwargs: Any) -> None:
+        await pipeline.on_rebalance(assigned=False)
 
-@app.on_partitions_revoked.connect
-async def on_revoked(sender: Any, revoked: Iterable[Any], **kwargs: Any) -> None:
-    await pipeline.on_rebalance(assigned=False)
+    @app.on_partitions_assigned.connect
+    async def on_assigned(sender: Any, assigned: Iterable[Any], **kwargs: Any) -> None:
+        await pipeline.on_rebalance(assigned=True, partitions=[
+            tp.partition for tp in assigned if tp.topic == settings.raw_topic])
 
+    @app.on_before_shutdown.connect
+    async def on_shutdown(sender: Any, **kwargs: Any) -> None:
+        await pipeline.close()
 
-@app.on_partitions_assigned.connect
-async def on_assigned(sender: Any, assigned: Iterable[Any], **kwargs: Any) -> None:
-    await pipeline.on_rebalance(assigned=True)
+    return pipeline

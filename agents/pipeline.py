@@ -5,52 +5,46 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 from aiokafka.errors import KafkaError
 
 from agents.catchup import read_range
-from app.kafka_out import BatchWriter
-from app.kraken_client import Backoff
+from agents.transactions import Fenced, Transactions
+from app.kafka_writer import BatchWriter, TimedRecord
+from app.security import kafka_client_config
 from app.settings import Settings
+from ingest.raw import read_raw
+from models.backoff import Backoff
 from models.marketdata import WhaleThresholds
-from models.processor import BookProcessor, Output, ProcessorSettings, RawRecord
+from models.processor import BookProcessor, Output, PairState, ProcessorSettings, RawRecord
+from models.records import BookDeltaRecord, encode
 from tables.books import BookStore
+from tables.definitions import Tables
 
 log = logging.getLogger("krakenflow.agents")
 
 
-def header(headers: Any, name: str) -> bytes | None:
-    """A header value from Faust's message headers (a list of pairs or a mapping)."""
-    if not headers:
-        return None
-    if isinstance(headers, dict):
-        value = headers.get(name)
-        return value if isinstance(value, bytes) else None
-    for key, value in headers:
-        if key == name:
-            return value  # type: ignore[no-any-return]
-    return None
-
-
 class BookPipeline:
-    def __init__(self, app: Any, settings: Settings, table: Any,
-                 precision_of: Callable[[str], tuple[int, int] | None],
-                 remember_precision: Callable[[str, tuple[int, int]], None]) -> None:
+    def __init__(self, app: Any, settings: Settings, tables: Tables) -> None:
         self.app = app
         self.settings = settings
-        self.writer = BatchWriter(settings.kafka_bootstrap, f"{settings.app_id}-books")
-        self.store = BookStore(table, self.writer, lambda: table.changelog_topic.get_topic_name())
+        self.writer = BatchWriter(settings.kafka_bootstrap, f"{settings.app_id}-books",
+                                  {**settings.profile.writer_config(), **kafka_client_config(settings)})
+        table = tables.books
+        self.store = BookStore(table, lambda: table.changelog_topic.get_topic_name(),
+                               single_tail=settings.profile.changelog_single_tail)
         self._partition = -1
         self.processor = BookProcessor(
             ProcessorSettings(settings.snapshot_interval_ms, settings.snapshot_levels, settings.stale_after,
                               settings.resync_min_interval,
-                              WhaleThresholds.parse(settings.whale_notional, settings.whale_thresholds)),
-            precision_of=precision_of,
-            restore=lambda symbol: self.store.restore(symbol, self._partition),
+                              WhaleThresholds.parse(settings.whale_notional, settings.whale_thresholds),
+                              subscribed=settings.pairs, depth=settings.depth),
+            precision_of=tables.precision_of,
+            restore=self._restore,
         )
-        self.remember_precision = remember_precision
+        self.remember_precision = tables.remember_precision
         self._published: dict[str, tuple[int, int]] = {}
         self._started = False
         self._lock = asyncio.Lock()
@@ -61,8 +55,30 @@ class BookPipeline:
         self.rebalances = 0
         self.recovery_seconds = 0.0
         self._assigned_at: float | None = None
-        self.processed_offsets: dict[int, int] = {}
         self._resumed: set[int] = set()  # partitions whose first event since assignment was seen
+        self._done: dict[int, int] = {}  # raw partition -> last offset whose effects are stored
+        self._fenced: set[int] = set()  # partitions another worker's transactions took over
+        self._assigned: set[int] = set()  # raw partitions of the current assignment
+        self._lost: set[int] = set()  # partitions whose unprocessed records retention removed
+        self.lost_records = 0
+        self.replayed = 0  # events at or below the stored watermark, skipped
+        self.fenced_events = 0  # events of fenced partitions, skipped
+        self.transactions: Transactions | None = None
+        if settings.exactly_once:
+            self.transactions = Transactions(self.writer, settings.app_id, owns=self._owns)
+
+    def _restore(self, symbol: str) -> PairState | None:
+        st = self.store.restore(symbol, self._partition)
+        if st is not None and st.book is not None and self._partition in self._lost:
+            st.state = "invalidated"  # records it needed are gone: the timer requests its resync
+        return st
+
+    def _owns(self, partition: int) -> bool:
+        try:
+            return any(tp.topic == self.settings.raw_topic and tp.partition == partition
+                       for tp in self.app.consumer.assignment())
+        except Exception:  # no consumer yet
+            return False
 
     async def _ensure_started(self) -> None:
         if not self._started:
@@ -70,49 +86,125 @@ class BookPipeline:
             self._started = True
 
     async def handle(self, events: Sequence[Any]) -> None:
+        """One batch of raw events: each partition's share is processed and committed on its own (under
+        exactly-once, one transaction per partition)."""
         async with self._lock:
             await self._ensure_started()
-            out: list[Output] = []
-            processed: dict[int, int] = {}
+            by_partition: dict[int, list[Any]] = {}
             for event in events:
-                message = event.message
-                if message.partition not in self._resumed:
-                    await self._catch_up(message.partition, message.offset, out, processed)
-                recv = header(message.headers, "recv_ns")
-                self._process(RawRecord(event.value or b"", event.key, message.partition, message.offset,
-                                        int(recv) if recv else None), out)
-                processed[message.partition] = message.offset
+                by_partition.setdefault(event.message.partition, []).append(event)
+            for partition, share in by_partition.items():
+                if partition in self._fenced or partition not in self._assigned:
+                    # another worker owns it now (fenced: the rebalance will tell us), or an event fetched
+                    # before a revocation: processing it from this worker's stale store would race the owner
+                    self.fenced_events += len(share)
+                    continue
+                out: list[Output] = []
+                processed: dict[int, int] = {}
+                for event in share:
+                    message = event.message
+                    if partition not in self._resumed:
+                        self._resume(partition)
+                    last = processed.get(partition, self._done.get(partition))
+                    if last is not None:
+                        if message.offset <= last:
+                            self.replayed += 1  # its effects are stored (committed) already
+                            continue
+                        if message.offset > last + 1:  # records the consumer did not hand over
+                            await self._read_gap(partition, last + 1, message.offset, out, processed)
+                    self._process(read_raw(event.value, event.key, partition, message.offset, message.headers), out)
+                    processed[partition] = message.offset
+                await self._commit(partition, out, processed)
             self.events += len(events)
-            self.processed_offsets.update(processed)
             if self._assigned_at is not None:
                 self.recovery_seconds = time.monotonic() - self._assigned_at
                 self._assigned_at = None
-            self._publish_precisions()
-            await self._deliver(out)
-            await self.store.flush([st for st in self.processor.pairs.values() if st.changed], processed)
             self.batches += 1
+
+    async def _commit(self, partition: int, out: list[Output], processed: dict[int, int]) -> None:
+        """Deliver a partition's outputs and store its pairs' changes: in one transaction under exactly-
+        once, else outputs first, then the changelog, then RocksDB."""
+        self._publish_precisions()
+        states = [st for st in self.processor.pairs.values() if st.last_partition == partition]
+        deltas = [o.record for o in out if isinstance(o.record, BookDeltaRecord)]
+        for delta in deltas:
+            if delta.checksum_ok is False:
+                log.warning("%s seq %d (raw %d/%d): checksum mismatch; resyncing", delta.exchange_symbol, delta.seq,
+                            delta.raw_partition, delta.raw_offset)
+        if self.transactions is None:
+            await self._deliver(out)
+            changes = self.store.changes(states, deltas, processed, self.processor.lock_generations)
+            self.store.apply(changes, await self._log_changes(changes))
+        else:
+            changes = self.store.changes(states, deltas, processed, self.processor.lock_generations)
+            if not out and not changes:
+                return
+            try:
+                last = await self.transactions.commit(partition, self._by_topic(out), self.store.changelog_topic(),
+                                                      changes.get(partition, []))
+            except Fenced:
+                self._give_up(partition)
+                return
+            self.store.apply(changes, {partition: last})
+        if processed:
+            self._done.update(processed)
+
+    def _give_up(self, partition: int) -> None:
+        """Fenced: forget the partition's pairs (their state may be ahead of what committed) and skip
+        its events until the rebalance that moved it reaches this worker."""
+        self._fenced.add(partition)
+        self.processor.forget([s for s, st in self.processor.pairs.items() if st.last_partition == partition])
+        self.store.forget()
+        self._resumed.discard(partition)
+        self._done.pop(partition, None)
+
+    def _by_topic(self, out: list[Output]) -> dict[str, list[TimedRecord]]:
+        by_topic: dict[str, list[TimedRecord]] = {}
+        for o in out:
+            by_topic.setdefault(self.settings.topic(o.topic), []).append((o.key.encode(), encode(o.record),
+                                                                          o.timestamp_ms))
+        return by_topic
 
     def _process(self, record: RawRecord, out: list[Output]) -> None:
         self._partition = record.partition
         try:
-            self.processor.process(record, out)
+            self.processor.process_into(record, out)
         except Exception as exc:  # a bug must cost one frame (dead-lettered), never the worker
             log.exception("frame at %s/%s could not be processed", record.partition, record.offset)
             self.processor.fail(record, f"internal error: {type(exc).__name__}: {exc}", out)
 
-    async def _catch_up(self, partition: int, first: int, out: list[Output], processed: dict[int, int]) -> None:
-        """First event of a partition since it was assigned: process any records the table lacks."""
+    def _resume(self, partition: int) -> None:
+        """First event of a partition since it was assigned: where its stored effects end."""
         self._resumed.add(partition)
-        done = self.store.processed_offset(partition)
-        if done is None or first <= done + 1:
-            return
-        log.warning("raw partition %d resumes at offset %d but the books table holds offsets up to %d: "
-                    "processing the %d records in between first", partition, first, done, first - done - 1)
-        for record in await read_range(self.settings.kafka_bootstrap, self.settings.raw_topic, partition,
-                                       done + 1, first):
+        done, generation = self.store.watermark(partition)
+        if generation is not None and generation > self.processor.lock_generations.get(partition, -1):
+            self.processor.lock_generations[partition] = generation  # fencing survives a takeover
+        if done is not None:
+            self._done[partition] = done
+
+    async def _read_gap(self, partition: int, start: int, end: int, out: list[Output],
+                        processed: dict[int, int]) -> None:
+        """Process raw records ``start``..``end - 1`` of ``partition``, read directly: the consumer group
+        resumed past the stored watermark (a takeover), or skipped records (seen after rebalances)."""
+        if partition in self._done and start == self._done[partition] + 1 and partition not in processed:
+            log.warning("raw partition %d resumes at offset %d but the books table holds offsets up to %d: "
+                        "processing the %d records in between first", partition, end, start - 1, end - start)
+        else:
+            log.warning("raw partition %d: the consumer skipped offsets %d..%d; reading them directly",
+                        partition, start, end - 1)
+        records, first = await read_range(self.settings.kafka_bootstrap, self.settings.raw_topic, partition,
+                                          start, end, kafka_client_config(self.settings))
+        if first > start:
+            self.lost_records += first - start
+            self._lost.add(partition)
+            log.error("raw partition %d: offsets %d..%d are gone (kraken.raw retention, KRAKENFLOW_RAW_RETENTION_HOURS)"
+                      " before any worker processed them; the partition's books resync", partition, start, first - 1)
+            for st in [st for st in self.processor.pairs.values() if st.last_partition == partition and st.book]:
+                self.processor.invalidate(st, f"raw offsets {start}..{first - 1} lost to retention", None)
+        for record in records:
             self._process(record, out)
             processed[partition] = record.offset
-        self.caught_up += first - done - 1
+        self.caught_up += len(records)
 
     async def _deliver(self, out: list[Output]) -> None:
         """Produce outputs grouped by topic and wait until the broker has them all.
@@ -122,21 +214,36 @@ class BookPipeline:
         """
         if not out:
             return
-        by_topic: dict[str, list[tuple[bytes, bytes, int | None]]] = {}
-        for o in out:
-            by_topic.setdefault(o.topic, []).append((o.key.encode(), o.value, o.timestamp_ms))
+        by_topic = self._by_topic(out)
         backoff = Backoff(base=0.2, cap=10.0)
         while True:
             try:
                 futures = []
-                for suffix, records in by_topic.items():
-                    futures.extend(await self.writer.send_keyed(self.settings.topic(suffix), records))
+                for topic, records in by_topic.items():
+                    futures.extend(await self.writer.send_keyed(topic, records))
                 await asyncio.gather(*futures)
                 return
             except KafkaError as exc:
                 self.delivery_retries += 1
                 delay = backoff.next_delay()
                 log.warning("output delivery failed (%s); retrying in %.1f s", exc, delay)
+                await asyncio.sleep(delay)
+
+    async def _log_changes(self, changes: dict[int, list[Any]]) -> dict[int, int | None]:
+        """Write the store's changes to the changelog (at least once), retrying until the broker has
+        them: the store counts them as written already, so giving up would let RocksDB drift."""
+        backoff = Backoff(base=0.2, cap=10.0)
+        topic = self.store.changelog_topic()
+        while True:
+            try:
+                sent = {p: await self.writer.send_partition(topic, p, records, single_tail=self.store.single_tail)
+                        for p, records in changes.items()}
+                await asyncio.gather(*(f for futures in sent.values() for f in futures))
+                return {p: futures[-1].result().offset for p, futures in sent.items()}  # type: ignore[attr-defined]
+            except KafkaError as exc:
+                self.delivery_retries += 1
+                delay = backoff.next_delay()
+                log.warning("changelog write failed (%s); retrying in %.1f s", exc, delay)
                 await asyncio.sleep(delay)
 
     def _publish_precisions(self) -> None:
@@ -149,24 +256,60 @@ class BookPipeline:
         async with self._lock:
             if not self._started:
                 return
-            out: list[Output] = []
-            self.processor.tick(out)
-            await self._deliver(out)
+            partitions = {st.last_partition for st in self.processor.pairs.values() if st.last_partition >= 0}
+            for partition in sorted(partitions - self._fenced):
+                out: list[Output] = []
+                self.processor.tick(out, [st for st in self.processor.pairs.values()
+                                          if st.last_partition == partition])
+                if out:
+                    await self._commit(partition, out, {})
 
-    async def on_rebalance(self, assigned: bool) -> None:
+    async def on_rebalance(self, assigned: bool, partitions: Iterable[int] = ()) -> None:
         """Partitions moved: every pair is restored from the table when next seen.
 
         State kept from before could be stale (another worker may have owned a partition meanwhile),
-        and the table holds exactly what was flushed, so dropping everything is the safe choice.
+        and the table holds exactly what was flushed, so dropping everything is the safe choice. Under
+        exactly-once the transactional ids of the assigned partitions are initialized right away: that
+        aborts a previous owner's open transaction (a killed worker's) and fences it, if it lives on.
         """
         async with self._lock:
-            self.processor.pairs.clear()
-            self.store.pages.clear()
+            self.processor.forget()
+            self.store.forget()
             self._resumed.clear()
-            self.processed_offsets.clear()
+            self._fenced.clear()
+            self._done.clear()
+            self._assigned = set(partitions) if assigned else set()
+            self._lost.clear()
+            if self.transactions is not None:
+                await self.transactions.close()
             if assigned:
                 self.rebalances += 1
                 self._assigned_at = time.monotonic()
+                if self.transactions is not None:
+                    await self._open_transactions(partitions)
+
+    async def _open_transactions(self, partitions: Iterable[int]) -> None:
+        assert self.transactions is not None
+        for partition in sorted(partitions):
+            try:
+                await self.transactions.open(partition)
+            except KafkaError as exc:  # opened again on the partition's first commit
+                log.warning("raw partition %d: transactional producer not started yet (%s)", partition, exc)
+
+    async def close(self, timeout: float = 10.0) -> None:
+        """Stop the producers (a worker shutting down), once the batch in flight is stored; a batch that
+        cannot be stored within ``timeout`` (broker gone) is left to the next owner."""
+        try:
+            await asyncio.wait_for(self._lock.acquire(), timeout)
+        except TimeoutError:
+            log.warning("the batch in flight did not commit within %.0f s; stopping without it", timeout)
+        else:
+            self._lock.release()
+        if self.transactions is not None:
+            await self.transactions.close()
+        if self._started:
+            self._started = False
+            await self.writer.stop()
 
     def consumer_lag(self, app: Any) -> dict[int, int]:
         """Records of each assigned raw partition not yet processed (highwater - processed)."""
@@ -180,5 +323,5 @@ class BookPipeline:
                 continue
             highwater = app.consumer.highwater(tp)
             if highwater is not None:
-                lag[tp.partition] = max(0, highwater - self.processed_offsets.get(tp.partition, -1) - 1)
+                lag[tp.partition] = max(0, highwater - self._done.get(tp.partition, -1) - 1)
         return lag

@@ -8,17 +8,21 @@ collectors turn them into metric families when Prometheus scrapes. Labels stay b
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections import Counter
+from collections.abc import Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 from prometheus_client.registry import Collector
 
 from models.histogram import LatencyHistogram
+from models.kraken.messages import SYSTEM_STATUSES
 
 if TYPE_CHECKING:
+    from agents.candles import Candles
     from agents.pipeline import BookPipeline
-    from app.ingest import Ingest
+    from agents.supervision import TaskRestarts
+    from ingest.service import Ingest
 
 STATES = ("new", "live", "stale", "invalidated", "resyncing")
 
@@ -30,7 +34,7 @@ def histogram(name: str, doc: str, source: LatencyHistogram) -> HistogramMetricF
 class WorkerCollector(Collector):
     """Per pair book health and the worker's pipeline, from the book pipeline's state."""
 
-    def __init__(self, pipeline: "BookPipeline", app: Any) -> None:
+    def __init__(self, pipeline: BookPipeline, app: Any) -> None:
         self.pipeline = pipeline
         self.app = app
 
@@ -52,13 +56,12 @@ class WorkerCollector(Collector):
                                      "Now minus the exchange time of the pair's last message", labels=["symbol"]),
         }
         for st in pairs:
-            c = st.counters
-            families["frames"].add_metric([st.norm], c["frames"])
-            families["updates"].add_metric([st.norm, "snapshot"], c["snapshots"])
-            families["updates"].add_metric([st.norm, "update"], c["updates"])
-            families["checksum"].add_metric([st.norm, "ok"], c["checksum_ok"])
-            families["checksum"].add_metric([st.norm, "failed"], c["checksum_failed"])
-            families["resyncs"].add_metric([st.norm], c["resyncs"])
+            families["frames"].add_metric([st.norm], st.frames)
+            families["updates"].add_metric([st.norm, "snapshot"], st.snapshots)
+            families["updates"].add_metric([st.norm, "update"], st.updates)
+            families["checksum"].add_metric([st.norm, "ok"], st.checksums_ok)
+            families["checksum"].add_metric([st.norm, "failed"], st.checksums_failed)
+            families["resyncs"].add_metric([st.norm], st.resyncs)
             for state in STATES:
                 families["state"].add_metric([st.norm, state], 1.0 if st.state == state else 0.0)
             if st.book is not None:
@@ -72,15 +75,37 @@ class WorkerCollector(Collector):
         yield from families.values()
 
         counters = p.processor.counters
+        status = GaugeMetricFamily("krakenflow_exchange_status", "1 for Kraken's last reported system status",
+                                   labels=["system"])
+        for system in SYSTEM_STATUSES:
+            status.add_metric([system], 1.0 if p.processor.system == system else 0.0)
+        yield status
         yield _counter("krakenflow_deadletter", "Frames sent to the dead-letter topic", counters["deadletter"])
         yield _counter("krakenflow_duplicates_skipped", "Raw records skipped as already applied",
                        counters["duplicates"])
+        yield _counter("krakenflow_fenced_frames", "Frames refused: written by an ingest that had lost the lock",
+                       counters["fenced"])
+        yield _counter("krakenflow_trades_missing", "Trades never received: trade_id gaps announced as trade_gap",
+                       counters["trades_missing"])
         yield _counter("krakenflow_discarded_updates", "Updates discarded while a book awaited a snapshot",
                        counters["discarded"])
         yield _counter("krakenflow_worker_events", "Raw records processed by this worker", p.events)
         yield _counter("krakenflow_worker_batches", "Agent batches processed", p.batches)
         yield _counter("krakenflow_rebalances", "Partition rebalances seen by this worker", p.rebalances)
-        yield _counter("krakenflow_catchup_records", "Records read to close a gap after a takeover", p.caught_up)
+        yield _counter("krakenflow_catchup_records", "Records read directly to close a gap in a raw partition",
+                       p.caught_up)
+        yield _counter("krakenflow_raw_records_lost", "Unprocessed raw records removed by retention (books resync)",
+                       p.lost_records)
+        yield _counter("krakenflow_replayed_records", "Raw records at or below the stored watermark, skipped",
+                       p.replayed)
+        yield _counter("krakenflow_unowned_records", "Raw records of partitions fenced or not assigned, skipped",
+                       p.fenced_events)
+        if p.transactions is not None:
+            tx = p.transactions
+            yield _counter("krakenflow_transactions_committed", "Book batch transactions committed", tx.commits)
+            yield _counter("krakenflow_transactions_retried", "Book batch transactions aborted and retried", tx.retries)
+            yield _counter("krakenflow_transactions_fenced", "Raw partitions given up: a newer owner fenced us",
+                           tx.fenced)
         yield _counter("krakenflow_delivery_retries", "Output deliveries retried", p.delivery_retries)
         yield _counter("krakenflow_table_records_written", "Book table records written", p.store.records_written)
         yield _counter("krakenflow_table_bytes_written", "Book table bytes written", p.store.bytes_written)
@@ -98,7 +123,7 @@ class WorkerCollector(Collector):
 class IngestCollector(Collector):
     """The live ingest's connections, traffic and producer."""
 
-    def __init__(self, ingest: "Ingest") -> None:
+    def __init__(self, ingest: Ingest) -> None:
         self.ingest = ingest
 
     def collect(self) -> Iterator[Any]:
@@ -107,16 +132,18 @@ class IngestCollector(Collector):
                                 value=1.0 if ingest.active.is_set() else 0.0)
         connected = GaugeMetricFamily("krakenflow_ingest_connected", "1 while a Kraken connection is up",
                                       labels=["connection"])
-        reconnects = CounterMetricFamily("krakenflow_ingest_reconnects", "Reconnects by reason", labels=["reason"])
-        by_reason: dict[str, int] = {}
+        reasons: Counter[str] = Counter()
+        codes: Counter[int] = Counter()
         for n, connection in enumerate(ingest.connections):
             connected.add_metric([str(n)], 1.0 if connection.connected.is_set() else 0.0)
-            for reason, count in connection.reconnects.items():
-                by_reason[reason] = by_reason.get(reason, 0) + count
-        for reason, count in by_reason.items():
-            reconnects.add_metric([reason], count)
+            reasons.update(connection.reconnects)
+            codes.update(connection.closes)
         yield connected
-        yield reconnects
+        yield _labeled_counter("krakenflow_ingest_reconnects", "Reconnects by reason", "reason", reasons)
+        yield _labeled_counter("krakenflow_ingest_close_codes", "Kraken connections closed, by close code", "code",
+                               codes)
+        yield _counter("krakenflow_ingest_connects_delayed", "Kraken connects that waited for the connect limit",
+                       ingest.limiter.delayed)
         frames = CounterMetricFamily("krakenflow_ingest_frames", "Frames received", labels=["channel"])
         size = CounterMetricFamily("krakenflow_ingest_bytes", "Bytes received", labels=["channel"])
         for channel, count in stats.frames.items():
@@ -129,8 +156,47 @@ class IngestCollector(Collector):
                        stats.dropped)
         yield GaugeMetricFamily("krakenflow_ingest_producer_queue", "Frames handed to the producer, not yet acked",
                                 value=stats.in_flight)
+        yield _counter("krakenflow_ingest_kafka_drops", "Kraken connections dropped: Kafka could not take frames",
+                       stats.kafka_drops)
+        yield _counter("krakenflow_ingest_lock_releases", "Ingest lock given up: Kafka took no frame for too long",
+                       stats.lock_releases)
+        yield _counter("krakenflow_ingest_rotations", "Kraken connections replaced, make before break",
+                       stats.rotations)
+        yield _counter("krakenflow_ingest_producer_renewals",
+                       "Ingest Kafka producers replaced after losing a batch (its partition refused all later ones)",
+                       stats.producer_renewals)
+        yield GaugeMetricFamily("krakenflow_ingest_failing_seconds", "Seconds Kafka has taken no frame (0: healthy)",
+                                value=ingest.failing_for())
+        yield _labeled_counter("krakenflow_ingest_task_restarts", "Ingest tasks that died and were restarted", "task",
+                               stats.task_restarts)
         yield histogram("krakenflow_ingest_send_latency_seconds", "Producer send to broker ack", stats.send_latency)
 
 
 def _counter(name: str, doc: str, value: float) -> CounterMetricFamily:
     return CounterMetricFamily(name, doc, value=value)
+
+
+def _labeled_counter(name: str, doc: str, label: str, counts: Mapping[Any, int]) -> CounterMetricFamily:
+    """One sample per key of ``counts`` (in key order), labelled ``label``."""
+    family = CounterMetricFamily(name, doc, labels=[label])
+    for key, count in sorted(counts.items()):
+        family.add_metric([str(key)], count)
+    return family
+
+
+class CandleCollector(Collector):
+    """The candle agent's counters, and the worker's task restarts."""
+
+    def __init__(self, candles: Candles, restarts: TaskRestarts) -> None:
+        self.candles, self.restarts = candles, restarts
+
+    def collect(self) -> Iterator[Any]:
+        c = self.candles
+        yield _counter("krakenflow_candle_trades", "Trades folded into candles", c.stats["trades"])
+        yield _counter("krakenflow_candles_closed", "Candles closed and published", c.stats["closed"])
+        yield _counter("krakenflow_candle_late_trades",
+                       "Trades whose candle window had closed (exchange time past its end + grace)", c.clock.late)
+        yield _counter("krakenflow_candle_duplicate_trades", "Trades already counted in their candle",
+                       c.clock.duplicates)
+        yield _labeled_counter("krakenflow_worker_task_restarts", "Worker tasks that died and were restarted", "task",
+                               self.restarts.counts)

@@ -1,42 +1,154 @@
-"""Topic layout, created explicitly with its partition counts (brokers may auto-create with others)."""
+"""The topic registry: every topic krakenflow writes, with its partitioning, cleanup policy and record.
+
+:func:`ensure_topics` creates them with their partition counts (brokers may auto-create with others);
+``krakenflow tail``, the README's schema section and the compose ``topics`` service follow this list
+(a test checks that they agree). Faust's own changelog topics (``<app id>-books-changelog``, ...) are
+Faust's, with its configs; a worker creates them with the others before Faust starts
+(:func:`tables.definitions.changelog_topics`), so that none is used before it is ready.
+"""
 
 from __future__ import annotations
 
+import asyncio
 import logging
-
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from aiokafka.errors import TopicAlreadyExistsError
+from dataclasses import dataclass
+from typing import Any
 
 from app.settings import Settings
+from models import records
 
 log = logging.getLogger("krakenflow.topics")
 
-OUTPUTS = ("book.deltas", "book.snapshots", "book.events", "metrics", "deadletter", "trades", "tickers", "candles")
+
+@dataclass(frozen=True, slots=True)
+class TopicSpec:
+    #: the name after the prefix: ``book.deltas`` -> ``kraken.book.deltas``
+    suffix: str
+    #: ``raw`` (KRAKENFLOW_RAW_PARTITIONS), ``output`` (KRAKENFLOW_OUTPUT_PARTITIONS) or ``one``
+    partitions: str
+    #: the record key
+    key: str
+    #: the record classes written to it (:mod:`models.records`); none for verbatim frames and the lock
+    records: tuple[type, ...]
+    cleanup: str = "delete"
+    doc: str = ""
+
+
+TOPICS: tuple[TopicSpec, ...] = (
+    TopicSpec("raw", "raw", "pair (BTC/USD), or conn:<id> for connection frames", (),
+              doc="every Kraken frame verbatim; headers recv_ns, conn_id, seq"),
+    TopicSpec("book.deltas", "output", "symbol (BTC-USD)", (records.BookDeltaRecord,),
+              doc="one record per applied book message"),
+    TopicSpec("book.snapshots", "output", "symbol", (records.BookSnapshotRecord,),
+              doc="top levels on a time grid and after exchange snapshots"),
+    TopicSpec("book.events", "output", "symbol", (records.BookEventRecord,), doc="book state changes"),
+    TopicSpec("metrics", "output", "symbol",
+              (records.BookMetricRecord, records.SubscriptionErrorRecord, records.WhaleTradeRecord,
+               records.TradeGapRecord, records.ExchangeStatusRecord),
+              doc="per-interval book metrics, subscription errors, whale-trade alerts, trade gaps, exchange status"),
+    TopicSpec("deadletter", "output", "symbol or raw key", (records.DeadLetterRecord,),
+              doc="raw records that could not be used, with the reason"),
+    TopicSpec("trades", "output", "symbol", (records.TradeRecord,), doc="normalized trades"),
+    TopicSpec("tickers", "output", "symbol", (records.TickerRecord,), doc="normalized tickers"),
+    TopicSpec("candles", "output", "symbol", (records.CandleRecord,), doc="closed 1m/5m/1h candles"),
+    TopicSpec("control", "one", "pair", (records.ControlRecord,), doc="resync requests to the live ingest"),
+    TopicSpec("ingest.lock", "one", "-", (), doc="the live-ingest election (a consumer group; no data)"),
+)
+
+BY_SUFFIX = {spec.suffix: spec for spec in TOPICS}
+#: Topics consumers read (``krakenflow tail`` follows these).
+OUTPUTS = tuple(spec.suffix for spec in TOPICS if spec.partitions == "output")
+
+
+def partitions_of(spec: TopicSpec, settings: Settings) -> int:
+    return {"raw": settings.raw_partitions, "output": settings.output_partitions, "one": 1}[spec.partitions]
+
+
+def topic_configs(spec: TopicSpec, settings: Settings) -> dict[str, str]:
+    """The topic's broker configs: cleanup policy, retention of ``kraken.raw`` (the replay source),
+    ``min.insync.replicas`` 2 once there are replicas to spare (acks=all then survives one broker down)."""
+    configs = {"cleanup.policy": spec.cleanup}
+    if spec.suffix == "raw":
+        configs["retention.ms"] = str(int(settings.raw_retention_hours * 3_600_000))
+    if settings.replication_factor > 1:
+        configs["min.insync.replicas"] = str(min(2, settings.replication_factor - 1))
+    return configs
 
 
 def topic_layout(settings: Settings) -> dict[str, int]:
-    """Topic name -> partitions. Output topics are keyed by normalized symbol (``BTC-USD``)."""
-    layout = {settings.raw_topic: settings.raw_partitions, settings.topic("control"): 1,
-              settings.topic("ingest.lock"): 1}
-    for name in OUTPUTS:
-        layout[settings.topic(name)] = settings.output_partitions
-    return layout
+    """Topic name -> partitions."""
+    return {settings.topic(spec.suffix): partitions_of(spec, settings) for spec in TOPICS}
 
 
-async def ensure_topics(settings: Settings) -> None:
-    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap, client_id="krakenflow-admin")
-    await admin.start()
+@dataclass(frozen=True, slots=True)
+class ExtraTopic:
+    """A topic beside the registry's (a Faust table's changelog): name, partitions, broker configs."""
+
+    name: str
+    partitions: int
+    configs: dict[str, str]
+
+
+READY_TIMEOUT = 30.0  # seconds to wait for new topics' partitions to have leaders
+
+
+async def ensure_topics(settings: Settings, extra: tuple[ExtraTopic, ...] = ()) -> None:
+    """Create the registry's topics and ``extra`` where missing, and return once every one of them has
+    a leader for each partition. Kafka answers a metadata request for a topic created a moment ago
+    without its partitions; a client that looks then (Faust's producer, after it creates a changelog)
+    keeps that answer until its next refresh, and its sends fail."""
+    from aiokafka.admin import AIOKafkaAdminClient, NewTopic  # here: the registry alone imports no client
+    from aiokafka.errors import TopicAlreadyExistsError
+
+    from app.security import kafka_client_config
+
+    layout = {settings.topic(spec.suffix): (partitions_of(spec, settings),
+                                            topic_configs(spec, settings) if settings.profile.topic_configs else {})
+              for spec in TOPICS}
+    layout.update({t.name: (t.partitions, t.configs) for t in extra})
+    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap, client_id="krakenflow-admin",
+                                **kafka_client_config(settings))
     try:
+        await admin.start()  # in the try: a refused start (a wrong password) still closes the client
         existing = set(await admin.list_topics())
-        wanted = [
-            NewTopic(name, partitions, settings.replication_factor)
-            for name, partitions in topic_layout(settings).items() if name not in existing
-        ]
+        wanted = [NewTopic(name, partitions, settings.replication_factor, topic_configs=configs)
+                  for name, (partitions, configs) in layout.items() if name not in existing]
         if wanted:
             try:
                 await admin.create_topics(wanted)
             except TopicAlreadyExistsError:
                 pass  # another process created them first
             log.info("created topics %s", ", ".join(t.name for t in wanted))
+            await _wait_ready(admin, {t.name: t.num_partitions for t in wanted})
     finally:
         await admin.close()
+
+
+async def unready_topics(client: Any, topics: dict[str, int]) -> set[str]:
+    """Topics some broker does not yet know with ``topics[name]`` partitions, each with a leader. Every
+    broker is asked: each answers from its own copy of the cluster metadata, which follows the
+    controller's with a lag (29 of 30 answers right after a create lagged on 3 nodes)."""
+    from aiokafka.protocol.metadata import MetadataRequest
+
+    unready: set[str] = set()
+    for broker in list(client.cluster.brokers()):
+        try:
+            response = await client.send(broker.nodeId, MetadataRequest(list(topics), False))
+        except Exception:  # a broker down: the others answer for the cluster
+            continue
+        for topic in response.topics:  # (error, name, [is_internal,] partitions: (error, id, leader, ...))
+            name, partitions = topic[1], topic[-1]
+            if topic[0] != 0 or len(partitions) < topics.get(name, 0) or any(p[2] < 0 for p in partitions):
+                unready.add(name)
+    return unready
+
+
+async def _wait_ready(admin: Any, topics: dict[str, int]) -> None:
+    client = admin._client  # the admin's own client (aiokafka's admin has no metadata call of its own)
+    deadline = asyncio.get_running_loop().time() + READY_TIMEOUT
+    while pending := await unready_topics(client, topics):
+        if asyncio.get_running_loop().time() > deadline:
+            log.warning("topics %s have no leader for every partition on every broker after %.0f s; going on",
+                        ", ".join(sorted(pending)), READY_TIMEOUT)
+            return
+        await asyncio.sleep(0.1)  # polling broker metadata: Kafka offers no notification

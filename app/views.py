@@ -10,59 +10,51 @@ from typing import Any
 
 from faust.web import Request, Response, View
 
-from agents.books import pipeline
-from app.main import app
-from app.routing import from_other_workers, from_owner, json_response
+from agents.pipeline import BookPipeline
+from app.routing import Router, json_response
 from models.symbols import to_exchange
-from tables.faust_tables import books_table
 
 
-def local_pairs() -> list[dict[str, Any]]:
-    rows = []
-    for st in pipeline.processor.pairs.values():
-        rows.append({
+def register_book_views(app: Any, pipeline: BookPipeline, books_table: Any) -> None:
+    router = Router(app)
+
+    def local_pairs() -> list[dict[str, Any]]:
+        return [{
             "symbol": st.norm, "exchange_symbol": st.symbol, "state": st.state, "seq": st.seq, "epoch": st.epoch,
             "depth": st.depth, "last_update_ns": st.ts_exchange_ns or None, "last_recv_ns": st.recv_ns or None,
             "worker": str(app.conf.canonical_url),
-        })
-    return rows
+        } for st in pipeline.processor.pairs.values()]
 
+    @app.page("/books/")
+    class BookList(View):
+        async def get(self, request: Request) -> Response:
+            return await router.listing(self.web, request, "/books/", "books", local_pairs())
 
-@app.page("/books/")
-class BookList(View):
-    async def get(self, request: Request) -> Response:
-        rows = local_pairs()
-        if request.query.get("local") != "1":
-            rows.extend(await from_other_workers("/books/", "books"))
-        rows.sort(key=lambda r: r["symbol"])
-        return json_response(self.web, {"books": rows, "count": len(rows)})
+    @app.page("/books/{symbol}/")
+    class BookDetail(View):
+        async def get(self, request: Request, symbol: str) -> Response:
+            exchange_symbol = to_exchange(symbol)
+            routed = await router.from_owner(self.web, request, books_table.name, exchange_symbol.encode())
+            return routed if routed is not None else self._local(request, symbol, exchange_symbol)
 
-
-@app.page("/books/{symbol}/")
-class BookDetail(View):
-    async def get(self, request: Request, symbol: str) -> Response:
-        exchange_symbol = to_exchange(symbol)
-        routed = await from_owner(self.web, request, books_table.name, exchange_symbol.encode())
-        return routed if routed is not None else self._local(request, symbol, exchange_symbol)
-
-    def _local(self, request: Request, symbol: str, exchange_symbol: str) -> Response:
-        st = pipeline.processor.pairs.get(exchange_symbol)
-        if st is None or st.book is None:
-            known = sorted(s.norm for s in pipeline.processor.pairs.values())
+        def _local(self, request: Request, symbol: str, exchange_symbol: str) -> Response:
+            st = pipeline.processor.pairs.get(exchange_symbol)
+            if st is None or st.book is None:
+                known = sorted(s.norm for s in pipeline.processor.pairs.values())
+                return json_response(self.web, {
+                    "error": f"unknown symbol {symbol}: no book for it on this cluster",
+                    "hint": "GET /books/ lists the books; symbols are written like BTC-USD", "known_here": known,
+                }, status=404)
+            try:
+                depth = int(request.query.get("depth", "10"))
+                if depth < 1:
+                    raise ValueError
+            except ValueError:
+                return json_response(self.web, {
+                    "error": f"depth must be a positive integer, got {request.query.get('depth')!r}"}, status=400)
+            book = st.book
             return json_response(self.web, {
-                "error": f"unknown symbol {symbol}: no book for it on this cluster",
-                "hint": "GET /books/ lists the books; symbols are written like BTC-USD", "known_here": known,
-            }, status=404)
-        try:
-            depth = int(request.query.get("depth", "10"))
-            if depth < 1:
-                raise ValueError
-        except ValueError:
-            return json_response(self.web, {"error": f"depth must be a positive integer, got {request.query.get('depth')!r}"},
-                         status=400)
-        book = st.book
-        return json_response(self.web, {
-            "symbol": st.norm, "exchange_symbol": st.symbol, "state": st.state, "seq": st.seq, "epoch": st.epoch,
-            "depth": st.depth, "checksum": book.checksum(), "bids": book.levels("bids", depth),
-            "asks": book.levels("asks", depth), "ts_exchange_ns": st.ts_exchange_ns,
-        })
+                "symbol": st.norm, "exchange_symbol": st.symbol, "state": st.state, "seq": st.seq, "epoch": st.epoch,
+                "depth": st.depth, "checksum": book.checksum(), "bids": book.levels("bids", depth),
+                "asks": book.levels("asks", depth), "ts_exchange_ns": st.ts_exchange_ns,
+            })

@@ -6,7 +6,7 @@ pass: a pass with a failure aborts the bench.
 
     python bench/book_engine.py [--seconds 5]
 
-Last line: ``RESULT updates_per_s=<n> ratio_vs_python_kraken_sdk=<x>`` where an update is one book
+Last line: ``RESULT updates_per_s=<n> ratio_vs_python_kraken_sdk=<x> processor_updates_per_s=<n>`` where an update is one book
 message (snapshot or update) processed with its checksum verified.
 """
 
@@ -15,36 +15,70 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from models.book import BookDelta  # noqa: E402
-from models.frames import ParseError, parse_frame  # noqa: E402
-from models.market import Market  # noqa: E402
+from models.kraken.frames import ParseError, parse_frame  # noqa: E402
+from models.processor import BookProcessor, Output, ProcessorSettings  # noqa: E402
+from models.records import encode  # noqa: E402
+from models.session import BookSession, PairState, RawRecord  # noqa: E402
 
-CAPTURES = ROOT.parent / "shared" / "kraken-captures"
+CAPTURES = ROOT / "tests" / "fixtures" / "kraken-captures"
 
 
 def load(captures: Path) -> list[list[bytes]]:
     return [[ln for ln in p.read_bytes().splitlines() if ln.strip()] for p in sorted(captures.glob("*.jsonl"))]
 
 
-def engine_pass(files: list[list[bytes]]) -> tuple[int, int]:
-    """One pass of every capture through a fresh engine; returns (book messages, checksums ok)."""
-    messages = ok = 0
+class _Counting(BookSession):
+    """The worker's book session (the same engine), counting verified checksums."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.messages = self.ok = 0
+
+    def on_delta(self, st: PairState, delta: BookDelta, record: RawRecord) -> None:
+        self.messages += 1
+        if delta.checksum_ok:
+            self.ok += 1
+
+
+def records(files: list[list[bytes]]) -> list[list[RawRecord]]:
     for lines in files:
-        market = Market()
         for raw in lines:
-            frame = parse_frame(raw)
-            if isinstance(frame, ParseError):
-                raise SystemExit(f"bench input is malformed: {frame.reason}")
-            for result in market.on_frame(frame):
-                messages += 1
-                if isinstance(result, BookDelta) and result.checksum_ok:
-                    ok += 1
+            if isinstance(parse_frame(raw), ParseError):
+                raise SystemExit(f"bench input is malformed: {raw[:80]!r}")
+    return [[RawRecord(raw, None, 0, n) for n, raw in enumerate(lines)] for lines in files]
+
+
+def engine_pass(files: list[list[RawRecord]]) -> tuple[int, int]:
+    """One pass of every capture through a fresh session; returns (book messages, checksums ok)."""
+    messages = ok = 0
+    for recs in files:
+        session = _Counting()
+        for record in recs:
+            session.process(record)
+        messages += session.messages
+        ok += session.ok
+    return messages, ok
+
+
+def processor_pass(files: list[list[RawRecord]]) -> tuple[int, int]:
+    """The worker's whole processor: the session plus output records, encoded as the agent sends them."""
+    messages = ok = 0
+    for recs in files:
+        processor = BookProcessor(ProcessorSettings())
+        out: list[Output] = []
+        for record in recs:
+            processor.process_into(record, out)
+        for o in out:
+            encode(o.record)
+        ok += sum(st.checksums_ok for st in processor.pairs.values())
+        messages += sum(st.snapshots + st.updates for st in processor.pairs.values())
     return messages, ok
 
 
@@ -52,7 +86,7 @@ def sdk_pass(files: list[list[bytes]], depths: list[int]) -> tuple[int, int]:
     from bench.pks_feed import make_feeder
 
     frames = valid = 0
-    for lines, depth in zip(files, depths):
+    for lines, depth in zip(files, depths, strict=False):
         feed, stats = make_feeder(depth)
         for raw in lines:
             feed(raw)
@@ -62,12 +96,10 @@ def sdk_pass(files: list[list[bytes]], depths: list[int]) -> tuple[int, int]:
 
 
 def depth_of(lines: list[bytes]) -> int:
-    market = Market()
-    for raw in lines:
-        frame = parse_frame(raw)
-        if not isinstance(frame, ParseError):
-            market.on_frame(frame)
-    return next(iter(market.depths.values()), 10)
+    session = BookSession()
+    for n, raw in enumerate(lines):
+        session.process(RawRecord(raw, None, 0, n))
+    return next((st.depth for st in session.pairs.values()), 10)
 
 
 def timed(run: Callable[[], tuple[int, int]], seconds: float) -> tuple[float, int, int]:
@@ -90,14 +122,20 @@ def main() -> None:
 
     files = load(args.captures)
     depths = [depth_of(lines) for lines in files]
-    rate, messages, ok = timed(lambda: engine_pass(files), args.seconds)
+    recs = records(files)
+    rate, messages, ok = timed(lambda: engine_pass(recs), args.seconds)
     if ok != messages:
         raise SystemExit(f"krakenflow: only {ok} of {messages} checksums verified")
     print(f"krakenflow          {rate:>12,.0f} book messages/s  ({ok}/{messages} checksums verified per pass)")
+    proc_rate, proc_messages, proc_ok = timed(lambda: processor_pass(recs), args.seconds)
+    if proc_ok != proc_messages:
+        raise SystemExit(f"krakenflow processor: only {proc_ok} of {proc_messages} checksums verified")
+    print(f"  + output records  {proc_rate:>12,.0f} book messages/s  (the worker's processor, records encoded)")
     sdk_rate, sdk_messages, sdk_ok = timed(lambda: sdk_pass(files, depths), args.seconds)
     print(f"python-kraken-sdk   {sdk_rate:>12,.0f} book messages/s  ({sdk_ok}/{sdk_messages} update checksums "
           "valid per pass; it never checks snapshots and fails on string numbers)")
-    print(f"RESULT updates_per_s={rate:.0f} ratio_vs_python_kraken_sdk={rate / sdk_rate:.1f}")
+    print(f"RESULT updates_per_s={rate:.0f} ratio_vs_python_kraken_sdk={rate / sdk_rate:.1f} "
+          f"processor_updates_per_s={proc_rate:.0f}")
 
 
 if __name__ == "__main__":

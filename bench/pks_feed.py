@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import json
 import logging
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import kraken.spot.orderbook as sdk_orderbook
 from kraken.spot import SpotOrderBookClient
@@ -57,10 +58,10 @@ def make_feeder(depth: int) -> tuple[Callable[[bytes], None], dict[str, int]]:
     """A ``feed(raw_line)`` that runs the SDK's own parse (json.loads) and book code on one frame."""
     client = object.__new__(_Client)
     market = _Market()
-    setattr(client, "_SpotOrderBookClient__book", {})
-    setattr(client, "_SpotOrderBookClient__depth", depth)
-    setattr(client, "_SpotOrderBookClient__callback", None)
-    setattr(client, "_SpotOrderBookClient__market", market)
+    client._SpotOrderBookClient__book = {}
+    client._SpotOrderBookClient__depth = depth
+    client._SpotOrderBookClient__callback = None
+    client._SpotOrderBookClient__market = market
     stats = client.stats = {"frames": 0, "valid": 0, "invalid": 0, "errors": 0}
     on_message = client.on_message
 

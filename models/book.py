@@ -20,10 +20,11 @@ fragment. Token conversions are memoised per book because prices (and many quant
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
-from itertools import islice
 from decimal import Decimal
-from typing import Iterable, Union
+from itertools import islice
+from typing import Union
 from zlib import crc32
 
 from sortedcontainers import SortedList
@@ -80,7 +81,7 @@ class _Side:
     SortedList on every message. They are valid while ``top`` is not None.
     """
 
-    __slots__ = ("keys", "levels", "frags", "is_ask", "top", "edge", "best")
+    __slots__ = ("best", "edge", "frags", "is_ask", "keys", "levels", "top")
 
     def __init__(self, is_ask: bool) -> None:
         self.keys: SortedList = SortedList()
@@ -127,7 +128,7 @@ class L2Book:
     without one, the exact wire text is kept (exponents expanded) and ordered as a Decimal.
     """
 
-    __slots__ = ("symbol", "depth", "precision", "bids", "asks", "zero_qty", "_prices", "_qtys")
+    __slots__ = ("_prices", "_qtys", "asks", "bids", "depth", "precision", "symbol", "zero_qty")
 
     def __init__(self, symbol: str, depth: int = 10, precision: tuple[int, int] | None = None) -> None:
         if depth < 1:

@@ -6,7 +6,7 @@ for code that holds levels as text (the simulator, tests, consumers of ``kraken.
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 from zlib import crc32
 
 from models.numbers import fragment

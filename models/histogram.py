@@ -24,7 +24,7 @@ class LatencyHistogram:
     def cumulative(self) -> list[tuple[str, int]]:
         """Prometheus-style ``(le, count)`` pairs."""
         out, running = [], 0
-        for bound, n in zip((*map(str, self.buckets), "+Inf"), self.counts):
+        for bound, n in zip((*map(str, self.buckets), "+Inf"), self.counts, strict=False):
             running += n
             out.append((bound, running))
         return out

@@ -3,7 +3,9 @@
 Trades get a deterministic ``event_id`` (``kraken:BTC-USD:<trade_id>``; Kraken's ``trade_id`` is an
 integer sequence per book), so replays and rebalances produce the same ids and consumers deduplicate
 on it. A trade at or below the pair's last seen ``trade_id`` (a trade snapshot after a resubscribe,
-a replayed frame) is not emitted again.
+a replayed frame) is not emitted again. A ``trade_id`` beyond the next one is announced as a
+``trade_gap`` (``kraken.metrics``): the ingest subscribes trades with Kraken's snapshot of the last 50,
+so only a break longer than that (a long reconnect or ingest failover) leaves trades missing.
 """
 
 from __future__ import annotations
@@ -13,12 +15,9 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
-import orjson
-
-from models.messages import Ticker, TickerFrame, TradeFrame
+from models.kraken.messages import Ticker, TickerFrame, TradeFrame
+from models.records import EXCHANGE, Record, TickerRecord, TradeGapRecord, TradeRecord, WhaleTradeRecord
 from models.timeutil import rfc3339_ns
-
-EXCHANGE = "kraken"
 
 
 @dataclass(slots=True)
@@ -36,7 +35,7 @@ class MarketState:
                 "last_trade_ns": self.last_trade_ns, "ticker": self.ticker, "ticker_ns": self.ticker_ns}
 
     @classmethod
-    def from_json(cls, value: dict[str, Any] | None) -> "MarketState":
+    def from_json(cls, value: dict[str, Any] | None) -> MarketState:
         return cls(**value) if value else cls()
 
 
@@ -51,7 +50,7 @@ class WhaleThresholds:
         return self.per_pair.get(symbol, self.default)
 
     @classmethod
-    def parse(cls, default: str, per_pair: tuple[str, ...]) -> "WhaleThresholds":
+    def parse(cls, default: str, per_pair: tuple[str, ...]) -> WhaleThresholds:
         """``per_pair`` items look like ``BTC/USD=250000``."""
         pairs = {}
         for item in per_pair:
@@ -60,50 +59,68 @@ class WhaleThresholds:
         return cls(Decimal(default), pairs)
 
 
-Emit = Callable[[str, str, dict[str, Any]], None]  # (topic suffix, key, value)
+@dataclass(slots=True)
+class Lineage:
+    """Where a record came from: the ingest's receive time and the raw record's position."""
+
+    ts_recv_ns: int | None
+    raw_partition: int
+    raw_offset: int
+
+
+Emit = Callable[[str, str, Record, "int | None"], None]  # (topic suffix, key, record, exchange time ns)
 
 
 def trades(frame: TradeFrame, norm_of: Callable[[str], str], market_of: Callable[[str], MarketState],
-           lineage: dict[str, Any], whales: WhaleThresholds, emit: Emit) -> int:
-    """Emit new trades (``kraken.trades``) and whale alerts (``kraken.metrics``); returns how many.
+           lineage: Lineage, whales: WhaleThresholds, emit: Emit) -> tuple[int, int]:
+    """Emit new trades (``kraken.trades``), whale alerts and trade gaps (``kraken.metrics``); returns
+    (trades emitted, trades found missing).
 
     Sample trade (``data[0]``)::
 
         {"symbol":"BTC/USD","side":"buy","price":62806.2,"qty":0.20777800,"ord_type":"market",
          "trade_id":2,"timestamp":"2026-11-21T06:25:38.389020Z"}
     """
-    emitted = 0
-    for t in frame.trades:
+    emitted = missing = 0
+    # in id order: a snapshot's order is not documented, and a gap is judged against the previous id
+    for t in sorted(frame.trades, key=lambda t: t.trade_id) if len(frame.trades) > 1 else frame.trades:
         market = market_of(t.symbol)
         if t.trade_id <= market.last_trade_id:
             continue  # seen before: a trade snapshot or a replayed frame
-        market.last_trade_id = t.trade_id
         norm = norm_of(t.symbol)
         ts = rfc3339_ns(t.timestamp)
+        if market.last_trade_id and t.trade_id > market.last_trade_id + 1:
+            gap = t.trade_id - market.last_trade_id - 1
+            missing += gap
+            emit("metrics", norm, TradeGapRecord(
+                EXCHANGE, norm, t.symbol, "trade_gap", market.last_trade_id + 1, t.trade_id - 1, gap,
+                "trade ids jumped: trades in between were never received (a break in the trade feed longer "
+                "than Kraken's 50-trade snapshot covers)", ts, lineage.ts_recv_ns, lineage.raw_partition,
+                lineage.raw_offset,
+            ), ts)
+        market.last_trade_id = t.trade_id
         market.last_price, market.last_trade_ns = t.price, ts or market.last_trade_ns
         event_id = f"{EXCHANGE}:{norm}:{t.trade_id}"
-        emit("trades", norm, {
-            "exchange": EXCHANGE, "symbol": norm, "exchange_symbol": t.symbol, "event_id": event_id,
-            "trade_id": t.trade_id, "side": t.side, "price": t.price, "qty": t.qty, "ord_type": t.ord_type,
-            "ts_exchange_ns": ts, **lineage,
-        })
+        emit("trades", norm, TradeRecord(
+            EXCHANGE, norm, t.symbol, event_id, t.trade_id, t.side, t.price, t.qty, t.ord_type, ts,
+            lineage.ts_recv_ns, lineage.raw_partition, lineage.raw_offset,
+        ), ts)
         emitted += 1
         notional = Decimal(t.price) * Decimal(t.qty)
         threshold = whales.of(t.symbol)
         if notional >= threshold:
-            emit("metrics", norm, {
-                "exchange": EXCHANGE, "symbol": norm, "metric": "whale_trade", "event_id": event_id,
-                "side": t.side, "price": t.price, "qty": t.qty, "notional": str(notional),
-                "threshold": str(threshold), "ts_exchange_ns": ts, **lineage,
-            })
-    return emitted
+            emit("metrics", norm, WhaleTradeRecord(
+                EXCHANGE, norm, "whale_trade", event_id, t.side, t.price, t.qty, str(notional), str(threshold), ts,
+                lineage.ts_recv_ns, lineage.raw_partition, lineage.raw_offset,
+            ), ts)
+    return emitted, missing
 
 
 TICKER_FIELDS = ("bid", "bid_qty", "ask", "ask_qty", "last", "volume", "vwap", "low", "high", "change", "change_pct")
 
 
 def tickers(frame: TickerFrame, norm_of: Callable[[str], str], market_of: Callable[[str], MarketState],
-            lineage: dict[str, Any], recv_ns: int | None, emit: Emit) -> None:
+            lineage: Lineage, emit: Emit) -> None:
     """Emit normalized tickers (``kraken.tickers``) and keep the latest per pair for summaries.
 
     Sample ticker (``data[0]``)::
@@ -117,9 +134,12 @@ def tickers(frame: TickerFrame, norm_of: Callable[[str], str], market_of: Callab
         fields = _fields(t)
         market = market_of(t.symbol)
         market.ticker = fields
-        market.ticker_ns = rfc3339_ns(t.timestamp) or recv_ns or 0
-        emit("tickers", norm, {"exchange": EXCHANGE, "symbol": norm, "exchange_symbol": t.symbol, **fields,
-                               "ts_exchange_ns": rfc3339_ns(t.timestamp), **lineage})
+        ts = rfc3339_ns(t.timestamp)
+        market.ticker_ns = ts or lineage.ts_recv_ns or 0
+        emit("tickers", norm, TickerRecord(
+            EXCHANGE, norm, t.symbol, **fields, ts_exchange_ns=ts, ts_recv_ns=lineage.ts_recv_ns,
+            raw_partition=lineage.raw_partition, raw_offset=lineage.raw_offset,
+        ), ts)
 
 
 def _fields(t: Ticker) -> dict[str, str]:
@@ -143,6 +163,3 @@ def summary(symbol: str, norm: str, market: MarketState, best: tuple[tuple[str, 
         "last_trade_id": market.last_trade_id or None, "last_trade_ns": market.last_trade_ns or None,
     }
 
-
-def dumps(value: dict[str, Any]) -> bytes:
-    return orjson.dumps(value)

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 from decimal import Decimal, InvalidOperation
 
-
 #: Largest decimal exponent accepted in a token; real prices and quantities are far inside it.
 MAX_EXPONENT = 40
 

@@ -22,6 +22,11 @@ def rfc3339_ns(stamp: str | None) -> int | None:
         if len(_SECONDS) > 100_000:
             _SECONDS.clear()
         _SECONDS[head] = seconds
+    if len(stamp) == 27 and stamp[19] == ".":  # Kraken's form: microseconds
+        micros = stamp[20:26]
+        if micros.isdigit():
+            return seconds * 1_000_000_000 + int(micros) * 1000
+        return None
     frac = stamp[20:-1] if stamp[19] == "." else ""
     if not frac.isdigit() and frac:
         return None

@@ -11,7 +11,10 @@
 | ``burst`` | ``symbol``, ``events`` | generate many events of ``symbol`` at once |
 | ``reject`` | ``count`` | answer the next ``count`` subscribe acks with ``Exceeded msg rate`` |
 | ``pause`` | ``on`` (1/0) | stop/resume market events (heartbeats continue): a quiet market to compare books |
-| ``book`` | ``symbol``, ``depth`` | the exchange's own top ``depth`` levels and checksum |
+| ``book`` | ``symbol``, ``depth`` | the exchange's own top ``depth`` levels, checksum and last ``trade_id`` |
+| ``close`` | ``code``, ``reason`` | close every connection with that close code (1008, 1013, ...) |
+| ``pongs`` | ``on`` (1/0) | answer ``ping`` or stop answering it (an open connection no longer served) |
+| ``status`` | ``system`` | announce ``online``, ``maintenance``, ``cancel_only`` or ``post_only`` |
 """
 
 from __future__ import annotations
@@ -20,11 +23,13 @@ from http import HTTPStatus
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, urlsplit
 
+from models.kraken.messages import SYSTEM_STATUSES
+
 if TYPE_CHECKING:
     from sim.server import Simulator
 
 
-def handle_control(sim: "Simulator", path: str) -> tuple[HTTPStatus, dict[str, Any]]:
+def handle_control(sim: Simulator, path: str) -> tuple[HTTPStatus, dict[str, Any]]:
     url = urlsplit(path)
     action = url.path.removeprefix("/control/").strip("/")
     query = {k: v[-1] for k, v in parse_qs(url.query).items()}
@@ -36,14 +41,14 @@ def handle_control(sim: "Simulator", path: str) -> tuple[HTTPStatus, dict[str, A
         return HTTPStatus.BAD_REQUEST, {"error": str(exc)}
 
 
-def _symbol(sim: "Simulator", query: dict[str, str]) -> str:
+def _symbol(sim: Simulator, query: dict[str, str]) -> str:
     symbol = query["symbol"]
     if symbol not in sim.specs:
         raise ValueError(f"unknown symbol {symbol!r}; the simulator lists its pairs on the instrument channel")
     return symbol
 
 
-def _apply(sim: "Simulator", action: str, query: dict[str, str]) -> dict[str, Any]:
+def _apply(sim: Simulator, action: str, query: dict[str, str]) -> dict[str, Any]:
     faults = sim.faults
     if action == "state":
         return sim.state()
@@ -52,7 +57,15 @@ def _apply(sim: "Simulator", action: str, query: dict[str, str]) -> dict[str, An
     if action == "book":
         symbol = _symbol(sim, query)
         bids, asks, checksum = sim.market(symbol).snapshot(int(query.get("depth", "10")))
-        return {"symbol": symbol, "bids": bids, "asks": asks, "checksum": checksum, "events": sim.events}
+        return {"symbol": symbol, "bids": bids, "asks": asks, "checksum": checksum, "events": sim.events,
+                "trade_id": sim.market(symbol).trade_id}
+    if action == "close":
+        return {"closed": sim.close_connections(int(query.get("code", "1000")), query.get("reason", ""))}
+    if action == "status":
+        system = query.get("system", "online")
+        if system not in SYSTEM_STATUSES:
+            raise ValueError(f"system must be one of {', '.join(SYSTEM_STATUSES)}, not {system!r}")
+        return {"announced": sim.announce(system)}
     if action == "drop_every":
         faults.set_drop_every(float(query["seconds"]))
     elif action == "corrupt":
@@ -63,6 +76,8 @@ def _apply(sim: "Simulator", action: str, query: dict[str, str]) -> dict[str, An
             faults.silent.add(symbol)
         else:
             faults.silent.discard(symbol)
+    elif action == "pongs":
+        faults.mute_pongs = query.get("on", "1") not in ("1", "true", "yes")
     elif action == "delay":
         faults.delay = max(0.0, float(query["seconds"]))
     elif action == "burst":
@@ -74,7 +89,7 @@ def _apply(sim: "Simulator", action: str, query: dict[str, str]) -> dict[str, An
         sim.wake()
     else:
         raise ValueError(
-            f"unknown control action {action!r}; use one of state, drop, drop_every, corrupt, silence, "
-            "delay, burst, reject, pause, book"
+            f"unknown control action {action!r}; use one of state, drop, drop_every, close, pongs, status, "
+            "corrupt, silence, delay, burst, reject, pause, book"
         )
     return {"ok": True, "faults": faults.describe()}

@@ -15,9 +15,9 @@ Checksums are computed with the book engine's own code over the top 10 levels.
 from __future__ import annotations
 
 import random
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import Collection
 
 from sortedcontainers import SortedList
 
@@ -37,6 +37,7 @@ class SimTrade:
     qty: str
     ord_type: str
     trade_id: int
+    ts_ns: int = 0  # when it traded (0: the frame's time)
 
 
 @dataclass(slots=True)
@@ -169,7 +170,7 @@ class PairMarket:
         self.trade_id += 1
         event.trades.append(SimTrade(
             "sell" if side is self.bids else "buy", self.price_text(key), format_ticks(qty, self.qp),
-            "market" if self.rng.random() < 0.7 else "limit", self.trade_id,
+            "market" if self.rng.random() < 0.7 else "limit", self.trade_id, event.ts_ns,
         ))
         if qty == level_qty:
             self._delete(side, key, event)

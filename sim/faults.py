@@ -4,14 +4,18 @@
 * corrupt the next checksum of a pair (the book itself stays right, so a resync heals it);
 * go silent on a pair while heartbeats keep flowing (the market moves on meanwhile);
 * delay traffic (added latency on every frame) or burst it (many events at once);
-* reject the next subscriptions with Kraken's rate-limit error.
+* reject the next subscriptions with Kraken's rate-limit error;
+* close every connection with a given close code (1008 policy violation, 1013 try again later, ...);
+* stop answering ``ping`` (a connection that is open but no longer served);
+* announce a system status (``maintenance``, ``cancel_only``, ``post_only``, ``online``).
 """
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 
 @dataclass(slots=True)
@@ -22,6 +26,8 @@ class Faults:
     corrupt: set[str] = field(default_factory=set)
     silent: set[str] = field(default_factory=set)
     drops: int = 0
+    mute_pongs: bool = False
+    system: str = "online"
     _changed: asyncio.Event = field(default_factory=asyncio.Event)
 
     def set_drop_every(self, seconds: float) -> None:
@@ -53,7 +59,7 @@ class Faults:
             self._changed.clear()
             try:
                 await asyncio.wait_for(self._changed.wait(), self.drop_every)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 drop()
                 self.drops += 1
 
@@ -61,4 +67,5 @@ class Faults:
         return {
             "drop_every": self.drop_every, "delay": self.delay, "reject_next": self.reject_next,
             "corrupt": sorted(self.corrupt), "silent": sorted(self.silent), "drops": self.drops,
+            "mute_pongs": self.mute_pongs, "system": self.system,
         }

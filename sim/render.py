@@ -7,7 +7,8 @@ ohlc frames are assembled as text from decimal strings.
 from __future__ import annotations
 
 import time
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 import orjson
 
@@ -51,7 +52,8 @@ def trades(symbol: str, is_snapshot: bool, items: Iterable[SimTrade], ts_ns: int
     stamp = rfc3339(ts_ns)
     body = ",".join([
         f'{{"symbol":"{symbol}","side":"{t.side}","price":{t.price},"qty":{t.qty},'
-        f'"ord_type":"{t.ord_type}","trade_id":{t.trade_id},"timestamp":"{stamp}"}}'
+        f'"ord_type":"{t.ord_type}","trade_id":{t.trade_id},'
+        f'"timestamp":"{rfc3339(t.ts_ns) if t.ts_ns and t.ts_ns != ts_ns else stamp}"}}'
         for t in items
     ])
     return f'{{"channel":"trade","type":"{kind}","data":[{body}]}}'

@@ -39,14 +39,17 @@ class Replay:
                 self.frames.append((_epoch_ns(match.group(1)) if match else None, line))
         self.speed = speed
         self.started: set[int] = set()
+        self.tasks: set[asyncio.Task[None]] = set()  # referenced until done (the loop keeps weak refs only)
 
-    async def serve(self, sim: "Simulator", client: "Client", request: dict[str, Any]) -> None:
+    async def serve(self, sim: Simulator, client: Client, request: dict[str, Any]) -> None:
         if request.get("method") != "subscribe" or client.connection_id in self.started:
             return
         self.started.add(client.connection_id)
-        asyncio.create_task(self._stream(sim, client), name=f"replay-{client.connection_id}")
+        task = asyncio.create_task(self._stream(sim, client), name=f"replay-{client.connection_id}")
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
 
-    async def _stream(self, sim: "Simulator", client: "Client") -> None:
+    async def _stream(self, sim: Simulator, client: Client) -> None:
         previous: int | None = None
         for stamp, line in self.frames:
             if self.speed > 0 and stamp is not None and previous is not None and stamp > previous:

@@ -28,7 +28,7 @@ if TYPE_CHECKING:
 CHANNELS = ("book", "trade", "ticker", "ohlc", "instrument")
 
 
-async def handle_request(sim: "Simulator", client: "Client", message: str | bytes, time_in: int) -> None:
+async def handle_request(sim: Simulator, client: Client, message: str | bytes, time_in: int) -> None:
     def reply(method: str, **kwargs: Any) -> None:
         sim.enqueue(client, render.response(method, time_in_ns=time_in, **kwargs))
 
@@ -45,7 +45,8 @@ async def handle_request(sim: "Simulator", client: "Client", message: str | byte
         reply(str(method), error="req_id must be an integer")
         return
     if method == "ping":
-        reply("pong", req_id=req_id)
+        if not sim.faults.mute_pongs:
+            reply("pong", req_id=req_id)
         return
     if method not in ("subscribe", "unsubscribe"):
         reply(str(method), error=f"Method not found: {method}", req_id=req_id)
@@ -102,7 +103,7 @@ def _result(channel: str, symbol: str, depth: int, interval: int | None, snapsho
     return result
 
 
-def _subscribe(sim: "Simulator", client: "Client", channel: str, symbol: str, depth: int,
+def _subscribe(sim: Simulator, client: Client, channel: str, symbol: str, depth: int,
                interval: int | None, snapshot: bool, reply: Any, req_id: int | None) -> None:
     already = (
         (channel == "book" and symbol in client.book) or (channel == "trade" and symbol in client.trade)
@@ -117,11 +118,15 @@ def _subscribe(sim: "Simulator", client: "Client", channel: str, symbol: str, de
     stats = sim.stats[symbol]
     if channel == "book":
         client.book[symbol] = depth
+        live = sum(1 for c in sim.clients if symbol in c.book)  # a rotation shows 2: make before break
+        sim.book_overlap[symbol] = max(sim.book_overlap.get(symbol, 0), live)
         if snapshot:
             bids, asks, checksum = market.snapshot(depth)
             sim.enqueue(client, render.book(symbol, True, bids, asks, checksum, now))
     elif channel == "trade":
         client.trade.add(symbol)
+        if snapshot and stats.recent:  # Kraken's trade snapshot: the last 50 trades, oldest first
+            sim.enqueue(client, render.trades(symbol, True, list(stats.recent), now))
     elif channel == "ticker":
         client.ticker.add(symbol)
         if snapshot:
@@ -133,7 +138,7 @@ def _subscribe(sim: "Simulator", client: "Client", channel: str, symbol: str, de
             sim.enqueue(client, render.ohlc(symbol, True, [stats.candle(interval, now)], now))
 
 
-def _unsubscribe(client: "Client", channel: str, symbol: str, depth: int, interval: int | None,
+def _unsubscribe(client: Client, channel: str, symbol: str, depth: int, interval: int | None,
                  reply: Any, req_id: int | None) -> None:
     found = False
     if channel == "book" and client.book.get(symbol) == depth:
@@ -145,7 +150,7 @@ def _unsubscribe(client: "Client", channel: str, symbol: str, depth: int, interv
     elif channel == "ticker" and symbol in client.ticker:
         client.ticker.discard(symbol)
         found = True
-    elif channel == "ohlc" and interval in client.ohlc.get(symbol, ()):
+    elif channel == "ohlc" and interval is not None and interval in client.ohlc.get(symbol, ()):
         client.ohlc[symbol].discard(interval)
         if not client.ohlc[symbol]:
             del client.ohlc[symbol]
@@ -156,7 +161,7 @@ def _unsubscribe(client: "Client", channel: str, symbol: str, depth: int, interv
         reply("unsubscribe", error="Subscription Not Found", symbol=symbol, req_id=req_id)
 
 
-def _instrument(sim: "Simulator", client: "Client", method: str, params: dict[str, Any], reply: Any,
+def _instrument(sim: Simulator, client: Client, method: str, params: dict[str, Any], reply: Any,
                 req_id: int | None) -> None:
     if method == "unsubscribe":
         client.instrument = False

@@ -88,6 +88,8 @@ class Simulator:
         self.clients: set[Client] = set()
         self.faults = Faults()
         self.events = 0
+        self.connects: list[float] = []  # wall-clock time of every connection accepted
+        self.book_overlap: dict[str, int] = {}  # most connections subscribed to a pair's book at once
         self.paused = False
         self._rng = random.Random(self.settings.seed)
         self._server: Server | None = None
@@ -97,7 +99,7 @@ class Simulator:
 
     # -- lifecycle ---------------------------------------------------------------------------------
 
-    async def start(self) -> "Simulator":
+    async def start(self) -> Simulator:
         s = self.settings
         self._server = await serve(self._handle, s.host, s.port, process_request=self._http,
                                    max_size=2**20, ping_interval=None, compression=None)
@@ -115,7 +117,7 @@ class Simulator:
             self._server.close()
             await self._server.wait_closed()
 
-    async def __aenter__(self) -> "Simulator":
+    async def __aenter__(self) -> Simulator:
         return await self.start()
 
     async def __aexit__(self, *exc: object) -> None:
@@ -146,6 +148,19 @@ class Simulator:
             client.ws.transport.abort()
         return len(self.clients)
 
+    def close_connections(self, code: int, reason: str) -> int:
+        """Close every connection with ``code`` (a close frame, as Kraken sends one)."""
+        for client in list(self.clients):
+            asyncio.get_running_loop().create_task(client.ws.close(code, reason))
+        return len(self.clients)
+
+    def announce(self, system: str) -> int:
+        """A ``status`` update with ``system`` to every connection (and on connect from now on)."""
+        self.faults.system = system
+        for client in self.clients:
+            self.enqueue(client, render.status(client.connection_id, system))
+        return len(self.clients)
+
     def burst(self, symbol: str, events: int) -> None:
         """Generate ``events`` events of ``symbol`` at once."""
         for _ in range(events):
@@ -153,7 +168,8 @@ class Simulator:
 
     def state(self) -> dict[str, Any]:
         return {
-            "connections": len(self.clients), "events": self.events,
+            "connections": len(self.clients), "events": self.events, "connects": self.connects,
+            "book_overlap": self.book_overlap,
             "frames_sent": sum(c.frames_sent for c in self.clients),
             "subscriptions": {str(c.connection_id): sorted(c.symbols()) for c in self.clients},
             "faults": self.faults.describe(), "paused": self.paused,
@@ -175,11 +191,12 @@ class Simulator:
     async def _handle(self, ws: ServerConnection) -> None:
         client = Client(ws, self._rng.getrandbits(64))
         self.clients.add(client)
+        self.connects.append(time.time())
         writer = asyncio.create_task(self._writer(client))
         heartbeat = asyncio.create_task(self._heartbeats(client))
         try:
             if self.replay is None:  # a capture carries its own status frame
-                self.enqueue(client, render.status(client.connection_id))
+                self.enqueue(client, render.status(client.connection_id, self.faults.system))
             async for message in ws:
                 await self._request(client, message)
         except ConnectionClosed:
@@ -280,10 +297,14 @@ class Simulator:
         stats.on_trades(event.trades, now, OHLC_INTERVALS)
         if self.faults.is_silent(symbol):
             return
-        corrupt = self.faults.take_corruption(symbol)
-        self._fan_out(symbol, event, subscribers, corrupt)
+        # spent only on an event that gives some subscriber a book frame (one that changes only levels
+        # beyond every subscribed depth, or only trades, carries no checksum to corrupt)
+        corrupt = symbol in self.faults.corrupt
+        if self._fan_out(symbol, event, subscribers, corrupt) and corrupt:
+            self.faults.take_corruption(symbol)
 
-    def _fan_out(self, symbol: str, event: PairEvent, subscribers: list[Client], corrupt: bool) -> None:
+    def _fan_out(self, symbol: str, event: PairEvent, subscribers: list[Client], corrupt: bool) -> bool:
+        """Send the event's frames; True when some subscriber got a book frame."""
         frames: dict[Any, str] = {}
         checksum = event.checksum ^ 0x5A5A5A5A if corrupt else event.checksum
         for client in subscribers:
@@ -308,4 +329,5 @@ class Simulator:
                     frame = frames.get(("ohlc", interval)) or frames.setdefault(("ohlc", interval), render.ohlc(
                         symbol, False, [self.stats[symbol].candle(interval, event.ts_ns)], event.ts_ns))
                     self.enqueue(client, frame)
+        return any(isinstance(kind, int) for kind in frames)  # book frames are keyed by their depth
 

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass
 from decimal import ROUND_HALF_EVEN, Decimal
 
 from sim.exchange import SimTrade
 from sim.render import rfc3339_nanos
+
+TRADE_SNAPSHOT = 50  # trades in Kraken's trade snapshot
 
 #: OHLC intervals Kraken serves, in minutes.
 OHLC_INTERVALS: tuple[int, ...] = (1, 5, 15, 30, 60, 240, 1440, 10080, 21600)
@@ -39,8 +42,10 @@ class PairStats:
         self.volume = Decimal(0)
         self.notional = Decimal(0)
         self.candles: dict[int, _Candle] = {}
+        self.recent: deque[SimTrade] = deque(maxlen=TRADE_SNAPSHOT)  # what a trade snapshot sends
 
     def on_trades(self, trades: list[SimTrade], ts_ns: int, intervals: Iterable[int]) -> None:
+        self.recent.extend(trades)
         for t in trades:
             price, qty = Decimal(t.price), Decimal(t.qty)
             self.last = price

@@ -3,7 +3,7 @@
 Faust's ``table[key] = value`` sends one changelog record through its producer buffer per write
 (~150-290 us each here) and needs a current stream event to pick the partition. The book agent writes
 many small records per batch to a known partition, so it writes the partition's RocksDB with one
-``WriteBatch`` and the changelog with one record batch (:mod:`app.kafka_out`), then records the
+``WriteBatch`` and the changelog with one record batch (:mod:`app.kafka_writer`), then records the
 changelog offset as Faust does, so Faust's own recovery (from the changelog, or from local RocksDB
 plus the changelog tail) restores the same data. This is the one module that touches Faust store
 internals (``_db_for_partition``, ``_key_index``); keep it that way.
@@ -11,6 +11,7 @@ internals (``_db_for_partition``, ``_key_index``); keep it that way.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import rocksdict
@@ -32,11 +33,12 @@ class PartitionDB:
         value: bytes | None = self._db().get(key)
         return value
 
-    def write(self, puts: list[tuple[bytes, bytes | None]]) -> None:
+    def write(self, puts: Sequence[tuple[bytes | None, bytes | None]]) -> None:
         """Apply puts (a None value deletes) atomically."""
         batch = rocksdict.WriteBatch(raw_mode=True)
         index = self.store._key_index
         for key, value in puts:
+            assert key is not None  # table records always have keys
             if value is None:
                 batch.delete(key)
                 index.pop(key, None)

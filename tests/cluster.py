@@ -13,6 +13,7 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.parse
 import urllib.request
 import uuid
 from collections.abc import Callable
@@ -20,9 +21,13 @@ from pathlib import Path
 from typing import Any
 
 import orjson
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 
-from app.broker import start_broker
+from broker.embedded import start_broker
+from broker.kafka import KafkaCluster
+from tests import brokers
 from tests.processes import ROOT, free_port
 
 BIN = Path(sys.executable).parent
@@ -62,37 +67,50 @@ def if_levels_equal(book: dict[str, Any] | None, exchange: dict[str, Any]) -> di
 
 
 class Cluster:
+    """One pipeline under test. On Apache Kafka (the default) it shares the session's broker and keeps
+    to its own app id and topic prefix; on the embedded broker it starts a Tansu of its own."""
+
     def __init__(self, tmp: Path, pairs: list[str], depth: int = 25, sim_args: tuple[str, ...] = (),
-                 raw_partitions: int = 4, with_sim: bool = True) -> None:
+                 raw_partitions: int = 4, with_sim: bool = True, broker: str | None = None,
+                 kafka: KafkaCluster | None = None) -> None:
         self.tmp = tmp
         self.pairs, self.depth = pairs, depth
-        self.broker_port = free_port()
+        self.broker = broker or brokers.DEFAULT
         self.sim_port = free_port()
         self.procs: dict[str, subprocess.Popen[bytes]] = {}
+        run_id = uuid.uuid4().hex[:8]
+        self.prefix = f"kf{run_id}"
+        if kafka is not None:  # a cluster of the test's own (broker faults)
+            self.broker, self.bootstrap, profile = brokers.KAFKA, kafka.bootstrap, "apache-kafka"
+        elif self.broker == brokers.KAFKA:
+            self.bootstrap = brokers.shared_kafka().bootstrap
+            profile = "apache-kafka"
+        else:
+            self.bootstrap = f"127.0.0.1:{free_port()}"
+            profile = "embedded"
         self.env = dict(os.environ)
         self.env.update({
-            "KRAKENFLOW_BROKER": f"kafka://127.0.0.1:{self.broker_port}",
+            "KRAKENFLOW_BROKER": ";".join(f"kafka://{b}" for b in self.bootstrap.split(",")),
+            "KRAKENFLOW_BROKER_PROFILE": profile, "KRAKENFLOW_TOPIC_PREFIX": self.prefix,
             "KRAKENFLOW_KRAKEN_URL": f"ws://127.0.0.1:{self.sim_port}/v2",
-            "KRAKENFLOW_APP_ID": f"kf-test-{uuid.uuid4().hex[:8]}",
+            "KRAKENFLOW_APP_ID": f"kf-test-{run_id}",
             "KRAKENFLOW_PAIRS": ",".join(pairs), "KRAKENFLOW_DEPTH": str(depth),
             "KRAKENFLOW_RAW_PARTITIONS": str(raw_partitions), "KRAKENFLOW_OUTPUT_PARTITIONS": "4",
-            "KRAKENFLOW_INGEST": "off", "KRAKENFLOW_EMBEDDED_BROKER": "1",
+            "KRAKENFLOW_INGEST": "off",
             "KRAKENFLOW_SNAPSHOT_INTERVAL_MS": "1000", "KRAKENFLOW_STALE_AFTER": "30",
         })
-        self.procs["broker"] = start_broker("127.0.0.1", self.broker_port, tmp / "broker.log")
+        if self.broker == brokers.EMBEDDED:
+            host, port = self.bootstrap.rsplit(":", 1)
+            self.procs["broker"] = start_broker(host, int(port), tmp / "broker.log")
         if with_sim:
             self._spawn("sim", [str(BIN / "krakenflow"), "sim", "--port", str(self.sim_port), *sim_args])
             wait_until(lambda: http_json(self.sim_url("state")), 20, "the simulator")
 
-    @property
-    def bootstrap(self) -> str:
-        return f"127.0.0.1:{self.broker_port}"
-
     def topic(self, name: str) -> str:
-        return f"kraken.{name}"
+        return f"{self.prefix}.{name}"
 
     def sim_url(self, action: str, **query: Any) -> str:
-        qs = "&".join(f"{k}={urllib.request.quote(str(v))}" for k, v in query.items())
+        qs = "&".join(f"{k}={urllib.parse.quote(str(v))}" for k, v in query.items())
         return f"http://127.0.0.1:{self.sim_port}/control/{action}?{qs}"
 
     def sim(self, action: str, **query: Any) -> Any:
@@ -146,24 +164,25 @@ class Cluster:
 
     def read(self, topic: str, until: Callable[[list[dict[str, Any]]], bool] | None = None,
              timeout: float = 60) -> list[dict[str, Any]]:
-        """Read ``kraken.<topic>`` from the beginning until ``until(records)``, or (``until=None``) all
+        """Read ``<prefix>.<topic>`` from the beginning until ``until(records)``, or (``until=None``) all
         that is in the topic now; values as JSON."""
         return asyncio.run(self._read(self.topic(topic), until, timeout))
 
     async def _read(self, topic: str, until: Callable[[list[dict[str, Any]]], bool] | None,
                     timeout: float) -> list[dict[str, Any]]:
+        # as a downstream consumer reads: only what committed (the book agent writes in transactions)
+        isolation = "read_committed" if self.broker == brokers.KAFKA else "read_uncommitted"
+        consumer = AIOKafkaConsumer(bootstrap_servers=self.bootstrap, enable_auto_commit=False,
+                                    auto_offset_reset="earliest", isolation_level=isolation)
+        await consumer.start()
         deadline = time.monotonic() + 10
-        while True:  # a starting consumer loads fresh metadata: the topic may be created meanwhile
-            consumer = AIOKafkaConsumer(bootstrap_servers=self.bootstrap, enable_auto_commit=False,
-                                        auto_offset_reset="earliest")
-            await consumer.start()
-            partitions = consumer.partitions_for_topic(topic)
-            if partitions:
-                break
-            await consumer.stop()
+        while not (partitions := consumer.partitions_for_topic(topic)):  # another process creates it
             if time.monotonic() > deadline:
+                await consumer.stop()
                 raise AssertionError(f"topic {topic} does not exist")
-            await asyncio.sleep(0.2)  # polling for a topic another process creates
+            await asyncio.sleep(0.2)  # polling the broker's metadata for a topic another process creates
+            consumer._client.add_topic(topic)  # the client's own metadata, which partitions_for_topic reads
+            await consumer._client.force_metadata_update()
         records: list[dict[str, Any]] = []
         try:
             tps = [TopicPartition(topic, p) for p in partitions]
@@ -182,6 +201,41 @@ class Cluster:
                     for message in batch:
                         value = orjson.loads(message.value) if message.value else {}
                         value["_partition"], value["_offset"] = message.partition, message.offset
+                        value["_headers"] = {k: v.decode() for k, v in message.headers or ()}
                         records.append(value)
         finally:
             await consumer.stop()
+
+    def alter_topic(self, topic: str, configs: dict[str, str | None]) -> None:
+        """Set (a value) or remove (None) configs of ``<prefix>.<topic>``, keeping its other dynamic ones
+        (AlterConfigs replaces the whole set)."""
+        asyncio.run(self._alter_topic(self.topic(topic), configs))
+
+    async def _alter_topic(self, topic: str, configs: dict[str, str | None]) -> None:
+        admin = AIOKafkaAdminClient(bootstrap_servers=self.bootstrap)
+        await admin.start()
+        try:
+            [described] = await admin.describe_configs([ConfigResource(ConfigResourceType.TOPIC, topic)])
+            # entry: (name, value, read_only, is_default (v0) | config_source (v1+; 1 = set on the topic), ...)
+            current = {e[0]: e[1] for e in described.resources[0][4]
+                       if (e[3] is False if isinstance(e[3], bool) else e[3] == 1)}
+            wanted = {k: v for k, v in {**current, **configs}.items() if v is not None}
+            [altered] = await admin.alter_configs([ConfigResource(ConfigResourceType.TOPIC, topic, wanted)])
+            assert altered.resources[0][0] == 0, altered
+        finally:
+            await admin.close()
+
+    def produce(self, topic: str, key: bytes, value: bytes, partition: int,
+                headers: list[tuple[str, bytes]]) -> int:
+        """Write one record to ``<prefix>.<topic>`` as another process would; returns its offset."""
+        return asyncio.run(self._produce(self.topic(topic), key, value, partition, headers))
+
+    async def _produce(self, topic: str, key: bytes, value: bytes, partition: int,
+                       headers: list[tuple[str, bytes]]) -> int:
+        producer = AIOKafkaProducer(bootstrap_servers=self.bootstrap)
+        await producer.start()
+        try:
+            sent = await producer.send_and_wait(topic, value, key=key, partition=partition, headers=headers)
+            return int(sent.offset)
+        finally:
+            await producer.stop()

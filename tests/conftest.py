@@ -10,7 +10,8 @@ from zlib import crc32
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-CAPTURES = Path(os.environ.get("KRAKENFLOW_CAPTURES", ROOT.parent / "shared" / "kraken-captures"))
+# vendored byte-exact from ../shared/kraken-captures (the source), so the unit tier runs on a bare clone
+CAPTURES = Path(os.environ.get("KRAKENFLOW_CAPTURES", ROOT / "tests" / "fixtures" / "kraken-captures"))
 
 
 def capture_files() -> list[Path]:
@@ -66,3 +67,10 @@ class ReferenceBook:
         for price, qty in self.text(self.sorted_asks()[:10]) + self.text(self.sorted_bids()[:10]):
             parts.append(price.replace(".", "").lstrip("0") + qty.replace(".", "").lstrip("0"))
         return crc32("".join(parts).encode())
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """Stop the session's Apache Kafka, if a test started it."""
+    from tests.brokers import stop_shared_kafka
+
+    stop_shared_kafka()

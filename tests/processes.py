@@ -23,7 +23,7 @@ def sim_process(*args: str) -> Iterator[int]:
     """``krakenflow sim`` on a free port; yields the port once it says it listens."""
     port = free_port()
     proc = subprocess.Popen(
-        [sys.executable, "-m", "app.cli", "sim", "--port", str(port), *args],
+        [sys.executable, "-m", "cli.main", "sim", "--port", str(port), *args],
         cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
     )
     try:
@@ -40,7 +40,7 @@ def sim_process(*args: str) -> Iterator[int]:
 def record_from_sim(output: Path, symbols: list[str], depth: int, seconds: float, *sim_args: str) -> None:
     with sim_process(*sim_args) as port:
         subprocess.run(
-            [sys.executable, "-m", "app.cli", "record", str(output), "--url", f"ws://127.0.0.1:{port}/v2",
+            [sys.executable, "-m", "cli.main", "record", str(output), "--url", f"ws://127.0.0.1:{port}/v2",
              "--symbols", ",".join(symbols), "--depth", str(depth), "--seconds", str(seconds)],
             cwd=ROOT, check=True, capture_output=True, timeout=seconds + 60,
         )

@@ -9,11 +9,36 @@ from typing import Any
 import orjson
 from websockets.asyncio.client import ClientConnection, connect
 
-from models.book import BookDelta
-from models.frames import BookFrame, Frame, ParseError, parse_frame
-from models.market import Market
+from models.book import BookDelta, L2Book
+from models.kraken.frames import BookFrame, Frame, ParseError, parse_frame
+from models.session import BookSession, PairState, RawRecord
 
 TIMEOUT = 30.0
+
+
+class CheckingSession(BookSession):
+    """The book session, counting every checksum and keeping the failures."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.checked = 0
+        self.failures: list[BookDelta] = []
+        self.rejects: list[str] = []
+
+    def on_delta(self, st: PairState, delta: BookDelta, record: RawRecord) -> None:
+        if delta.expected_checksum is not None:
+            self.checked += 1
+            if not delta.checksum_ok:
+                self.failures.append(delta)
+
+    def on_reject(self, record: RawRecord, reason: str) -> None:
+        self.rejects.append(reason)
+
+    def invalidate(self, st: PairState, reason: str, record: RawRecord | None) -> None:
+        return None  # a test client keeps applying: one bad value is one failure (as krakenflow verify)
+
+    def books(self) -> dict[str, L2Book]:
+        return {symbol: st.book for symbol, st in self.pairs.items() if st.book is not None}
 
 
 class SimClient:
@@ -21,13 +46,11 @@ class SimClient:
 
     def __init__(self, ws: ClientConnection) -> None:
         self.ws = ws
-        self.market = Market()
-        self.checked = 0
-        self.failures: list[BookDelta] = []
+        self.session = CheckingSession()
         self.raw: list[str] = []
 
     @classmethod
-    async def open(cls, url: str) -> "SimClient":
+    async def open(cls, url: str) -> SimClient:
         # max_queue=None: frames left unread at close must not stall the closing handshake
         return cls(await connect(url, max_size=2**24, compression=None, max_queue=None))
 
@@ -46,13 +69,17 @@ class SimClient:
         self.raw.append(text)
         frame = parse_frame(text)
         assert not isinstance(frame, ParseError), (frame, text[:300])
-        for result in self.market.on_frame(frame):
-            assert isinstance(result, BookDelta), result
-            if result.expected_checksum is not None:
-                self.checked += 1
-                if not result.checksum_ok:
-                    self.failures.append(result)
+        self.session.on_frame(RawRecord(b"", None, 0, len(self.raw)), frame)
+        assert not self.session.rejects, self.session.rejects
         return text, frame
+
+    @property
+    def checked(self) -> int:
+        return self.session.checked
+
+    @property
+    def failures(self) -> list[BookDelta]:
+        return self.session.failures
 
     async def book_messages(self, count: int) -> int:
         """Read until ``count`` more book messages arrived; returns frames read."""

@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 from models.symbols import normalize
+from tests.brokers import EMBEDDED, KAFKA
 from tests.cluster import Cluster, http_json, if_levels_equal, wait_until
 
 pytestmark = pytest.mark.e2e
@@ -57,9 +58,10 @@ def seq_now(c: Cluster, port: int) -> dict[str, int]:
     return {b["symbol"]: b["seq"] for b in listing["books"]}
 
 
-@pytest.fixture
-def cluster(tmp_path: Any) -> Iterator[Cluster]:
-    c = Cluster(tmp_path, PAIRS, depth=25, sim_args=("--pair-rate", "15", "--seed", "3"))
+@pytest.fixture(params=[KAFKA, EMBEDDED])
+def cluster(request: pytest.FixtureRequest, tmp_path: Any) -> Iterator[Cluster]:
+    """On Apache Kafka and on the embedded broker: the restart cases its workarounds exist for."""
+    c = Cluster(tmp_path, PAIRS, depth=25, sim_args=("--pair-rate", "15", "--seed", "3"), broker=request.param)
     try:
         c.start_ingest()
         yield c
@@ -87,6 +89,13 @@ def test_two_workers_split_partitions_and_a_killed_one_hands_over(cluster: Clust
         assert len(routed["bids"]) == 3 and routed["state"] == "live"
     before = seq_now(cluster, a)
     cluster.stop("b", signal.SIGKILL)
+    # until the group's session times out (10 s), b still owns its pairs: a says so, with the reason
+    symbol = sorted(owned_by_b)[0]
+    refused = http_json(f"http://127.0.0.1:{a}/books/{symbol}/?depth=3")
+    assert refused["status"] == 503 and refused["owner"].endswith(f":{b}") and refused["reason"], refused
+    listing = http_json(f"http://127.0.0.1:{a}/books/")
+    assert [w["worker"] for w in listing["unanswered"]] == [refused["owner"].rstrip("/")], listing["unanswered"]
+    assert not owned_by_b & {row["symbol"] for row in listing["books"]}
 
     def taken_over() -> bool:
         local = {r["symbol"]: r for r in http_json(f"http://127.0.0.1:{a}/books/?local=1")["books"]}

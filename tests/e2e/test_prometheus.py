@@ -83,10 +83,12 @@ def scraped(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Cluster,
         wait_until(lambda: len([r for r in (http_json(f"http://127.0.0.1:{web}/books/") or {"books": []})["books"]
                                 if r["state"] == "live"]) == 3, 60, "live books")
         # make the rare series exist: a reconnect, a checksum failure with its resync, a dead letter
-        cluster.sim("drop")
+        # (the corruption first: the simulator spends it on the pair's next event, which nobody would
+        # receive while the ingest reconnects after a drop)
         cluster.sim("corrupt", symbol="ETH/USD")
-        asyncio.run(_publish_garbage(cluster))
         wait_until(lambda: query(port, 'krakenflow_resyncs_total{symbol="ETH-USD"} > 0'), 60, "the resync to be scraped")
+        cluster.sim("drop")
+        asyncio.run(_publish_garbage(cluster))
         wait_until(lambda: query(port, "krakenflow_ingest_reconnects_total"), 60, "the reconnect to be scraped")
         wait_until(lambda: query(port, 'count_over_time(up{job="krakenflow-worker"}[1m]) >= 20'), 60,
                    "20 s of samples for rate()")
@@ -102,7 +104,7 @@ async def _publish_garbage(cluster: Cluster) -> None:
     producer = AIOKafkaProducer(bootstrap_servers=cluster.bootstrap, max_batch_size=1)
     await producer.start()
     try:
-        await (await producer.send("kraken.raw", b"{not json", key=b"BTC/USD"))
+        await (await producer.send(cluster.topic("raw"), b"{not json", key=b"BTC/USD"))
     finally:
         await producer.stop()
 

@@ -15,7 +15,8 @@ pytestmark = pytest.mark.e2e
 
 
 def test_captures_replayed_through_the_pipeline_verify_767_of_767(tmp_path: Path) -> None:
-    cluster = Cluster(tmp_path, ["BTC/USD"], with_sim=False)
+    # the worker books only the pairs its cluster subscribes: the captures' pairs
+    cluster = Cluster(tmp_path, ["BTC/USD", "ETH/USD", "MINA/GBP", "MATIC/USD", "BTC/USDT"], with_sim=False)
     try:
         cluster.start_worker()
         result = subprocess.run([str(BIN / "krakenflow"), "replay", *map(str, capture_files())], cwd=ROOT,

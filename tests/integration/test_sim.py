@@ -12,7 +12,7 @@ import pytest
 from websockets.exceptions import ConnectionClosedError
 
 from models.book import DEPTHS
-from models.frames import Ack, BookFrame, Heartbeat, Pong, StatusFrame
+from models.kraken.frames import Ack, BookFrame, Heartbeat, Pong, StatusFrame
 from sim.server import SimSettings, Simulator
 from tests.conftest import CAPTURES
 from tests.simclient import SimClient, control
@@ -30,14 +30,14 @@ async def test_every_checksum_verifies_at_every_depth_on_60_pairs(sim: Simulator
     symbols = sorted(sim.specs)
     assert len(symbols) >= 50
     clients = [await SimClient.open(sim.url) for _ in DEPTHS]
-    for i, (client, depth) in enumerate(zip(clients, DEPTHS)):
+    for i, (client, depth) in enumerate(zip(clients, DEPTHS, strict=False)):
         await client.subscribe("instrument")
         await client.subscribe("book", symbols[i::len(DEPTHS)], depth=depth)
     await asyncio.gather(*(c.book_messages(400) for c in clients))
-    for client, depth in zip(clients, DEPTHS):
+    for client, depth in zip(clients, DEPTHS, strict=False):
         assert client.failures == [], f"depth {depth}"
         assert client.checked >= 400
-        assert {b.depth for b in client.market.books.values()} == {depth}
+        assert {b.depth for b in client.session.books().values()} == {depth}
         await client.close()
     precisions = {sim.specs[s].price_precision for s in symbols}
     assert precisions >= set(range(0, 11)), "tiny and whole-number prices both covered"
@@ -47,16 +47,16 @@ async def test_subscriber_book_equals_exchange_book_at_every_depth() -> None:
     """After a burst, each depth's client book is exactly the exchange's top levels (edge refills work)."""
     async with Simulator(SimSettings(port=0, rate=1e-9, seed=11)) as quiet:
         clients = [await SimClient.open(quiet.url) for _ in DEPTHS]
-        for client, depth in zip(clients, DEPTHS):
+        for client, depth in zip(clients, DEPTHS, strict=False):
             await client.subscribe("book", ["ETH/USD"], depth=depth)
             await client.book_messages(1)  # the snapshot
         quiet.burst("ETH/USD", 400)
         market = quiet.markets["ETH/USD"]
-        for client, depth in zip(clients, DEPTHS):
+        for client, depth in zip(clients, DEPTHS, strict=False):
             await client.send({"method": "ping", "req_id": 1})  # the pong comes after every burst frame
             while not isinstance((await client.frame())[1], Pong):
                 pass
-            book = client.market.books["ETH/USD"]
+            book = client.session.books()["ETH/USD"]
             assert book.levels("bids") == market.levels(market.bids, depth), depth
             assert book.levels("asks") == market.levels(market.asks, depth), depth
             assert client.failures == [] and client.checked > 100

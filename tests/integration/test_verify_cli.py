@@ -17,7 +17,7 @@ pytestmark = pytest.mark.integration
 
 def run_verify(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "app.cli", "verify", *args], capture_output=True, text=True, timeout=120,
+        [sys.executable, "-m", "cli.main", "verify", *args], capture_output=True, text=True, timeout=120,
         cwd=Path(__file__).resolve().parents[2],
     )
 

@@ -1,0 +1,1 @@
+"""The ``krakenflow`` command line: one module per command."""

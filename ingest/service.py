@@ -1,0 +1,387 @@
+"""The thin ingest: Kraken frames -> ``kraken.raw``, verbatim, keyed by pair.
+
+* Exactly one live ingest per cluster: every candidate (each worker, or ``krakenflow ingest``
+  processes) joins the consumer group ``<app_id>-ingest`` on the one-partition topic
+  ``kraken.ingest.lock``; the member assigned that partition is the live ingest. When it stops or dies
+  the group rebalances and another candidate takes over (after the session timeout for a SIGKILL).
+* Records: key = pair (``BTC/USD``) for pair frames, ``conn:<id>`` for connection frames; headers
+  ``recv_ns``, ``conn_id``, ``seq`` (per connection). acks=all; one partition per pair keeps order.
+* Pairs are spread over connections of at most ``pairs_per_connection`` pairs.
+* Resync requests from book agents arrive on ``kraken.control``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import socket
+import time
+from collections.abc import Awaitable, Callable
+from functools import partial
+from typing import Any
+
+import orjson
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
+from aiokafka.errors import KafkaError
+
+from app.security import kafka_client_config
+from app.settings import Settings
+from app.topics import ensure_topics
+from ingest.connection import FrameSink, KrakenConnection, SinkUnavailable
+from ingest.raw import raw_record
+from ingest.rotation import Handover, rotate_forever
+from models.backoff import Backoff
+from models.connect_limit import ConnectLimiter
+from models.histogram import LatencyHistogram
+from models.kraken.wire import channel_of
+
+log = logging.getLogger("krakenflow.ingest")
+
+
+class IngestStats:
+    """Counters the metrics module exports (kept here so the ingest has no metrics dependency)."""
+
+    def __init__(self) -> None:
+        self.frames: dict[str, int] = {}
+        self.bytes: dict[str, int] = {}
+        self.dropped = 0  # frames Kafka did not take: each pair's book resyncs, connection frames are logged
+        self.sent = 0
+        self.kafka_drops = 0  # Kraken connections dropped because Kafka could not take frames
+        self.lock_releases = 0  # times the lock was given up because Kafka took no frame for too long
+        self.producer_renewals = 0  # producers replaced after losing a batch (see Ingest._renew_producer)
+        self.rotations = 0  # connections replaced, make before break (ingest/rotation.py)
+        self.task_restarts: dict[str, int] = {}  # supervised tasks that died and were restarted
+        self.in_flight = 0
+        self.send_latency = LatencyHistogram()
+
+
+class Ingest:
+    """Holds the Kraken connections and the producer while this process is the live ingest."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.stats = IngestStats()
+        self.connections: list[KrakenConnection] = []
+        self.active = asyncio.Event()
+        self._producer: AIOKafkaProducer | None = None
+        self._tasks: list[asyncio.Task[Any]] = []
+        self.connection_tasks: list[asyncio.Task[None]] = []  # one per connection, in step with connections
+        self.handovers: dict[int, tuple[Handover, KrakenConnection]] = {}  # rotations under way
+        self._instance = f"{socket.gethostname()}:{os.getpid()}"
+        self._failing_since: float | None = None  # monotonic time of the first failed send since a success
+        self._background: set[asyncio.Task[Any]] = set()
+        self._renewal: asyncio.Task[None] | None = None
+        self._run_task: asyncio.Task[Any] | None = None
+        self._producer_ready = asyncio.Event()
+        self._lost: set[str] = set()  # pairs whose lost frames were logged since the producer started
+        self.lock_generation = -1
+        #: one connect limit for every Kraken connection of this process (Kraken counts per IP)
+        self.limiter = ConnectLimiter(settings.connect_limit, settings.connect_window)
+
+    # -- election ----------------------------------------------------------------------------------
+
+    async def run(self) -> None:
+        """Campaign for the ingest role forever; run the connections while holding it."""
+        s = self.settings
+        self._run_task = asyncio.current_task()
+        await ensure_topics(s)
+        while True:
+            await self._campaign()
+            await asyncio.sleep(s.ingest_release_after)  # stand aside; then campaign again
+
+    async def withdraw(self, timeout: float = 2.0) -> None:
+        """End :meth:`run` (a worker that stops): leave the election first, so the lock is not won by a
+        process on its way out, and stop streaming (the producer flushes)."""
+        task = self._run_task
+        if task is None or task.done():
+            return
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):  # Exception: the timeout, or its end
+            await asyncio.wait_for(asyncio.shield(task), timeout)
+
+    async def _campaign(self) -> None:
+        """Be a candidate until this process, holding the lock, cannot get frames into Kafka for
+        ``ingest_release_after``: then leave the group, so a standby that can reach Kafka takes over."""
+        s = self.settings
+        lock = AIOKafkaConsumer(
+            bootstrap_servers=s.kafka_bootstrap, group_id=f"{s.app_id}-ingest", enable_auto_commit=False,
+            session_timeout_ms=6000, heartbeat_interval_ms=1000, client_id=f"ingest-{self._instance}",
+            **kafka_client_config(s),
+        )
+        listener = _Election(self, lock)
+        await lock.start()
+        try:
+            lock.subscribe([s.topic("ingest.lock")], listener=listener)
+            while True:
+                await lock.getmany(timeout_ms=1000)  # keeps group membership; the lock has no data
+                if self.active.is_set() and self.failing_for() > s.ingest_release_after:
+                    log.error("Kafka has taken no frame for %.0f s: releasing the ingest lock for %.0f s so a "
+                              "standby can take over", self.failing_for(), s.ingest_release_after)
+                    self.stats.lock_releases += 1
+                    return
+        finally:
+            # the lock consumer's leave can complete a rebalance that hands us the lock once more: a
+            # campaign that is ending must not start streaming again (a stopping process would publish)
+            listener.open = False
+            await self.stop_streaming()
+            await lock.stop()
+
+    async def start_streaming(self) -> None:
+        if self.active.is_set():
+            return
+        s = self.settings
+        log.info("this process is the live ingest: %d pairs from %s", len(s.pairs), s.kraken_url)
+        self._producer = self._new_producer()
+        self._failing_since = None
+        self._lost.clear()
+        await self._producer.start()
+        self._producer_ready.set()
+        chunk = max(1, s.pairs_per_connection)
+        groups = [s.pairs[i:i + chunk] for i in range(0, len(s.pairs), chunk)]
+        self.connections = [self.make_connection(n, pairs, self._publish) for n, pairs in enumerate(groups)]
+        self.connection_tasks = [self.spawn(f"kraken-{n}", c.run) for n, c in enumerate(self.connections)]
+        self._tasks = [self.spawn("control", self._control_loop)]
+        if s.rotate_after > 0:
+            self._tasks += [self.spawn(f"rotate-{n}", partial(rotate_forever, self, n)) for n in range(len(groups))]
+        self.active.set()
+
+    def make_connection(self, n: int, pairs: tuple[str, ...], sink: FrameSink, rotation: int = 0) -> KrakenConnection:
+        s = self.settings
+        suffix = f".{rotation}" if rotation else ""
+        return KrakenConnection(
+            s.kraken_urls, pairs, s.depth, s.channels, sink, f"{self._instance}:{n}{suffix}",
+            stale_after=s.stale_after, resync_min_interval=s.resync_min_interval, with_instrument=(n == 0),
+            ping_interval=s.ping_interval, ping_timeout=s.ping_timeout, limiter=self.limiter,
+            policy_wait=s.policy_wait, backoff=Backoff(cap=s.reconnect_backoff_cap),
+        )
+
+    def spawn(self, name: str, run: Callable[[], Awaitable[None]]) -> asyncio.Task[None]:
+        """A supervised task (restarted with backoff if it dies)."""
+        return asyncio.create_task(self._supervise(name, run), name=f"ingest-{name}")
+
+    async def stop_streaming(self) -> None:
+        if not self.active.is_set():
+            return
+        self.active.clear()
+        tasks = self._tasks + self.connection_tasks + ([self._renewal] if self._renewal is not None else [])
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        self._tasks, self.connection_tasks, self._renewal = [], [], None
+        self.handovers.clear()
+        self._producer_ready.clear()
+        if self._producer is not None:
+            with contextlib.suppress(Exception):  # every frame sent so far acknowledged, or its failure known
+                await asyncio.wait_for(self._producer.flush(), self.settings.ingest_send_timeout)
+            await self._producer.stop()
+            self._producer = None
+            for _ in range(100):  # the deliveries' done-callbacks run over the next loop passes
+                if self.stats.in_flight <= 0:
+                    break
+                await asyncio.sleep(0)
+        log.info("ingest role released")
+
+    def _new_producer(self) -> AIOKafkaProducer:
+        s = self.settings
+        return AIOKafkaProducer(
+            bootstrap_servers=s.kafka_bootstrap, linger_ms=5, client_id=f"ingest-{self._instance}",
+            request_timeout_ms=int(s.ingest_send_timeout * 1000), **s.profile.producer_config(),
+            **kafka_client_config(s),
+        )
+
+    async def _renew_producer(self, broken: AIOKafkaProducer) -> None:
+        """Replace a producer that lost a batch. aiokafka's idempotent producer numbers each partition's
+        batches as it sends them and never takes a number back: once a batch has failed (a leader
+        gone for longer than the send timeout), the broker refuses every later batch to that partition
+        with OutOfOrderSequenceNumber, for good. A new producer gets a new producer id and starts its
+        sequences at 0. Frames wait for it (up to the send timeout, then the connection drops)."""
+        s = self.settings
+        self._producer_ready.clear()
+        self._producer = None
+        log.warning("replacing the Kafka producer: it lost a batch, and an idempotent producer refuses every "
+                    "later frame to that partition")
+        with contextlib.suppress(Exception):  # its unsent batches fail (their pairs resync)
+            await asyncio.wait_for(broken.stop(), s.ingest_send_timeout)
+        backoff = Backoff(base=0.5, cap=10.0)
+        while True:
+            producer = self._new_producer()
+            try:
+                await producer.start()
+                break
+            except Exception as exc:  # Kafka still down: keep trying while this process holds the lock
+                log.warning("a new Kafka producer could not start (%s); retrying", exc)
+                with contextlib.suppress(Exception):
+                    await producer.stop()
+                await asyncio.sleep(backoff.next_delay())
+            except asyncio.CancelledError:
+                with contextlib.suppress(Exception):
+                    await producer.stop()
+                raise
+        self._producer, self._renewal = producer, None
+        self._lost.clear()
+        self.stats.producer_renewals += 1
+        self._producer_ready.set()
+
+    # -- frames ------------------------------------------------------------------------------------
+
+    async def _publish(self, text: str, recv_ns: int, connection_id: str, seq: int, key: str | None) -> None:
+        producer = self._producer
+        if producer is None:
+            if not self.active.is_set():
+                self.stats.dropped += 1
+                return
+            producer = await self._renewed_producer()
+        record_key, data, headers = raw_record(text, recv_ns, connection_id, seq, key, self.lock_generation)
+        channel = channel_of(text)
+        stats = self.stats
+        stats.frames[channel] = stats.frames.get(channel, 0) + 1
+        stats.bytes[channel] = stats.bytes.get(channel, 0) + len(data)
+        sent_ns = time.monotonic_ns()
+        try:
+            future = await producer.send(self.settings.raw_topic, data, key=record_key, headers=headers)
+        except KafkaError as exc:  # the producer's buffer stayed full for the send timeout
+            raise self._unavailable(f"{type(exc).__name__}: {exc}") from exc
+        stats.in_flight += 1
+        future.add_done_callback(lambda f: self._delivered(f, producer, sent_ns, key))
+
+    async def _renewed_producer(self) -> AIOKafkaProducer:
+        """The producer that replaces a broken one, once it runs; SinkUnavailable after the send timeout."""
+        try:
+            await asyncio.wait_for(self._producer_ready.wait(), self.settings.ingest_send_timeout)
+        except TimeoutError:
+            pass
+        if self._producer is None:
+            raise self._unavailable("no Kafka producer: the one that lost a batch is still being replaced")
+        return self._producer
+
+    def _unavailable(self, why: str) -> SinkUnavailable:
+        """A frame Kafka cannot take: counted, and the error that drops its Kraken connection."""
+        self._failing()
+        self.stats.dropped += 1
+        self.stats.kafka_drops += 1
+        return SinkUnavailable(why)
+
+    def _failing(self) -> None:
+        if self._failing_since is None:
+            self._failing_since = time.monotonic()
+
+    def _delivered(self, future: asyncio.Future[Any], producer: AIOKafkaProducer, sent_ns: int,
+                   key: str | None) -> None:
+        stats = self.stats
+        stats.in_flight -= 1
+        if future.cancelled() or future.exception() is not None:
+            stats.dropped += 1
+            self._failing()
+            error = future.exception() if not future.cancelled() else "cancelled"
+            if producer is self._producer and self._renewal is None and self.active.is_set():
+                self._renewal = asyncio.get_running_loop().create_task(self._renew_producer(producer),
+                                                                        name="ingest-producer-renewal")
+            if key is None:
+                log.error("connection frame not delivered to Kafka: %s", error)
+                return
+            # an update lost below the top 10 would never show in a checksum: the pair starts over
+            if key not in self._lost:  # a lost batch fails many frames at once: one line per pair
+                self._lost.add(key)
+                log.error("a %s frame was not delivered to Kafka (%s): resyncing the pair", key, error)
+            task = asyncio.get_running_loop().create_task(self.resync(key, "a frame was not delivered to Kafka"))
+            self._background.add(task)
+            task.add_done_callback(self._background.discard)
+        else:
+            stats.sent += 1
+            self._failing_since = None
+            stats.send_latency.observe_ns(time.monotonic_ns() - sent_ns)
+
+    def failing_for(self) -> float:
+        """Seconds since Kafka last refused a frame with none taken since (0: healthy)."""
+        return 0.0 if self._failing_since is None else time.monotonic() - self._failing_since
+
+    async def _supervise(self, name: str, run: Callable[[], Awaitable[None]]) -> None:
+        """Run a long-lived task for good: one that dies is logged with its exception, counted and
+        restarted with backoff (never silently gone while the lock is held)."""
+        backoff = Backoff(base=0.5, cap=30.0)
+        while True:
+            try:
+                await run()
+                log.error("ingest task %s returned; restarting it", name)
+            except asyncio.CancelledError:
+                raise
+            except SystemExit:
+                raise
+            except Exception:
+                log.exception("ingest task %s died; restarting it", name)
+            self.stats.task_restarts[name] = self.stats.task_restarts.get(name, 0) + 1
+            await asyncio.sleep(backoff.next_delay())
+
+    async def resync(self, pair: str, reason: str) -> bool:
+        for n, connection in enumerate(self.connections):
+            if pair in connection.pairs:
+                handover = self.handovers.get(n)
+                if handover is not None and pair in handover[0].switched:
+                    connection = handover[1]  # mid-rotation: the new connection carries the pair
+                return await connection.resync(pair, reason)
+        return False
+
+    async def _control_loop(self) -> None:
+        """Resync requests from book agents: ``{"action":"resync","symbol":"BTC/USD","reason":...}``."""
+        s = self.settings
+        consumer = AIOKafkaConsumer(bootstrap_servers=s.kafka_bootstrap, enable_auto_commit=False,
+                                    client_id=f"ingest-control-{self._instance}", **kafka_client_config(s))
+        await consumer.start()
+        try:
+            topic = s.topic("control")
+            partitions = consumer.partitions_for_topic(topic) or {0}
+            tps = [TopicPartition(topic, p) for p in partitions]
+            consumer.assign(tps)
+            await consumer.seek_to_end(*tps)  # only requests made while this process is the ingest
+            while True:
+                batches = await consumer.getmany(timeout_ms=1000)
+                for records in batches.values():
+                    for record in records:
+                        await self._on_control(record.value)
+        finally:
+            await consumer.stop()
+
+    async def _on_control(self, value: bytes | None) -> None:
+        try:
+            request = orjson.loads(value or b"")
+        except orjson.JSONDecodeError:
+            log.warning("ignoring a control message that is not JSON: %r", (value or b"")[:100])
+            return
+        if isinstance(request, dict) and request.get("action") == "resync" and isinstance(request.get("symbol"), str):
+            await self.resync(request["symbol"], str(request.get("reason", "requested")))
+
+
+class _Election(ConsumerRebalanceListener):  # type: ignore[misc]
+    def __init__(self, ingest: Ingest, lock: AIOKafkaConsumer) -> None:
+        self.ingest = ingest
+        self.lock = lock
+        self.member: str | None = None  # our member id in the group when we last got the lock
+        self.open = True  # False once the campaign ends: an assignment then is not acted on
+
+    # Revocation happens on every rebalance, also when the holder keeps the lock: acting only on the
+    # new assignment avoids reconnecting to Kraken each time a worker joins.
+    async def on_partitions_revoked(self, revoked: list[TopicPartition]) -> None:
+        return None
+
+    async def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
+        if not self.open:
+            return
+        if assigned:
+            coordinator = self.lock._coordinator
+            member = getattr(coordinator, "member_id", None)
+            if self.ingest.active.is_set() and member != self.member:
+                # our session had expired (a pause, a partition): another ingest may have held the lock
+                # since, and our frames of that time were fenced; start over with fresh snapshots
+                log.warning("ingest lock won again after losing the group session: reconnecting to Kraken")
+                await self.ingest.stop_streaming()
+            self.member = member
+            # the group generation grows with every rebalance: frames carry the one this ingest holds
+            self.ingest.lock_generation = int(getattr(coordinator, "generation", -1))
+            log.info("ingest lock held in generation %d", self.ingest.lock_generation)
+            await self.ingest.start_streaming()
+        else:
+            await self.ingest.stop_streaming()

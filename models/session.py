@@ -1,0 +1,371 @@
+"""The book session: every pair's L2 book for one stream of Kraken frames. Pure: no Faust, no I/O.
+
+One engine serves everyone who rebuilds books from frames: the worker's processor
+(:class:`~models.processor.BookProcessor` adds the output records), ``krakenflow verify``, the
+simulator's test client and ``bench/book_engine.py``. Per pair it keeps a :class:`PairState`: the book,
+its state, a monotonic ``seq`` (one per applied message), the book ``epoch`` (one per applied snapshot: its exchange time in ms, never repeating)
+and the raw offset last applied, which makes re-processing exact: a record at or below it is a
+duplicate and is skipped (re-applying an old update onto a newer, truncated book would not be).
+
+State machine per pair::
+
+    (none) --snapshot ok--> live --checksum mismatch / crossed--> invalidated -> resyncing
+    resyncing --updates: discarded-- ... --fresh snapshot ok--> restored (state: live)
+    live --no frames for stale_after--> stale --frames again--> live
+
+What happens on each transition is a hook (``on_delta``, ``on_state``, ``on_reject``, ``on_resync``):
+no-ops here, outputs in the processor, checksum tallies in the verifier.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+
+from models.book import BookDelta, L2Book
+from models.kraken.frames import (
+    Ack,
+    BookData,
+    BookFrame,
+    InstrumentFrame,
+    ParseError,
+    StatusFrame,
+    TickerFrame,
+    TradeFrame,
+    parse_frame,
+)
+from models.kraken.messages import Frame
+from models.marketdata import MarketState
+from models.numbers import NumberError
+from models.symbols import normalize
+from models.timeutil import rfc3339_ns
+
+DEFAULT_DEPTH = 10
+Precision = tuple[int, int]
+
+
+@dataclass(slots=True)
+class RawRecord:
+    """One record of ``kraken.raw`` (or one line of a capture): the frame verbatim and its lineage."""
+
+    value: bytes
+    key: bytes | None
+    partition: int
+    offset: int
+    recv_ns: int | None = None
+    #: the ingest election's generation the frame was written in (None: replay, capture)
+    lock_gen: int | None = None
+
+
+@dataclass(slots=True)
+class PairState:
+    """One pair's book and where its stream stands. ``revision`` grows with every change (the store
+    writes a pair whose revision moved)."""
+
+    symbol: str
+    norm: str
+    depth: int = DEFAULT_DEPTH
+    book: L2Book | None = None
+    state: str = "new"
+    seq: int = 0
+    epoch: int = 0
+    last_partition: int = -1
+    last_offset: int = -1
+    ts_exchange_ns: int = 0
+    recv_ns: int = 0
+    next_grid_ns: int = 0
+    last_resync_ns: int = 0
+    revision: int = 0
+    market: MarketState = field(default_factory=MarketState)
+    # cumulative, for metrics (since this worker started; carried over when the pair is forgotten and
+    # restored, so a Prometheus counter never falls back); plain ints: they count every message
+    frames: int = 0
+    snapshots: int = 0
+    updates: int = 0
+    checksums_ok: int = 0
+    checksums_failed: int = 0
+    resyncs: int = 0
+
+
+#: the per-pair metric counters of :class:`PairState`
+PAIR_COUNTERS = ("frames", "snapshots", "updates", "checksums_ok", "checksums_failed", "resyncs")
+
+
+class BookSession:
+    """Books, depths and precisions for one stream of frames (a worker's partitions, or a capture)."""
+
+    def __init__(
+        self, precision_of: Callable[[str], Precision | None] = lambda s: None,
+        restore: Callable[[str], PairState | None] = lambda s: None,
+        clock_ns: Callable[[], int] = time.time_ns, resync_min_interval: float = 5.0,
+        subscribed: Iterable[str] | None = None, depth: int | None = None,
+    ) -> None:
+        #: the pairs and book depth the cluster subscribes (None: anything, as in a capture): frames of
+        #: other pairs, and acks that contradict the subscription, are refused, never turned into books
+        self.subscribed = frozenset(subscribed) if subscribed is not None else None
+        self.depth = depth
+        self.precision_of = precision_of
+        self.restore = restore
+        self.clock_ns = clock_ns
+        self.resync_min_interval_ns = int(resync_min_interval * 1e9)
+        self.pairs: dict[str, PairState] = {}
+        self._carried: dict[str, tuple[int, ...]] = {}  # metric counters of forgotten pairs
+        self.precisions: dict[str, Precision] = {}
+        self.counters = {"frames": 0, "deadletter": 0, "duplicates": 0, "discarded": 0, "resyncs": 0, "trades": 0,
+                         "trades_missing": 0,
+                         "fenced": 0}
+        self.system: str | None = None  # Kraken's last reported system status (online, maintenance, ...)
+        #: newest ingest lock generation seen per raw partition (frames of an older one are refused)
+        self.lock_generations: dict[int, int] = {}
+
+    # -- hooks -------------------------------------------------------------------------------------
+
+    def on_delta(self, st: PairState, delta: BookDelta, record: RawRecord) -> None:
+        """A book message was applied (``st.seq`` already counts it)."""
+
+    def on_state(self, st: PairState, state: str, previous: str, reason: str, record: RawRecord | None) -> None:
+        """The pair's book changed state."""
+
+    def on_reject(self, record: RawRecord, reason: str) -> None:
+        """A record (or one pair message of it) could not be used."""
+
+    def on_resync(self, st: PairState, reason: str) -> None:
+        """The pair needs a fresh snapshot (rate-limited per pair)."""
+
+    def on_snapshot(self, st: PairState, record: RawRecord) -> None:
+        """A snapshot was applied and verified; the book is live."""
+
+    def on_grid(self, st: PairState, ts_ns: int) -> None:
+        """A live book crossed its next grid boundary (``st.next_grid_ns``) at exchange time ``ts_ns``;
+        set the next one. This session keeps no grid."""
+        st.next_grid_ns = 1 << 62
+
+    def on_market_data(self, record: RawRecord, frame: TradeFrame | TickerFrame) -> None:
+        """A trade or ticker frame that is not a duplicate."""
+
+    def on_subscription_error(self, record: RawRecord, ack: Ack) -> None:
+        """Kraken refused a request."""
+
+    def on_status(self, record: RawRecord, frame: StatusFrame, previous: str | None) -> None:
+        """Kraken's ``status`` channel reported another ``system`` than the last one seen."""
+
+    # -- entry points ------------------------------------------------------------------------------
+
+    def process(self, record: RawRecord) -> None:
+        """Handle one raw record."""
+        self.counters["frames"] += 1
+        if record.lock_gen is not None and not self._current_ingest(record):
+            return
+        self.on_frame(record, parse_frame(record.value))
+
+    def on_frame(self, record: RawRecord, frame: Frame | ParseError) -> None:
+        """Handle one parsed frame (a caller that parsed already, such as the simulator's test client)."""
+        if isinstance(frame, BookFrame):
+            for data in frame.books:
+                self._book(record, frame.is_snapshot, data)
+        elif isinstance(frame, ParseError):
+            self.reject(record, frame.reason)
+        elif isinstance(frame, InstrumentFrame):
+            for pair in frame.pairs:
+                self.set_precision(pair.symbol, (pair.price_precision, pair.qty_precision), record)
+        elif isinstance(frame, Ack):
+            self._ack(record, frame)
+        elif isinstance(frame, StatusFrame):
+            if frame.system != self.system:
+                previous, self.system = self.system, frame.system
+                self.on_status(record, frame, previous)
+        elif isinstance(frame, (TradeFrame, TickerFrame)):
+            items = frame.trades if isinstance(frame, TradeFrame) else frame.tickers
+            symbols = {i.symbol for i in items}
+            if self.subscribed is not None and not symbols <= self.subscribed:
+                self.reject(record, f"{'trade' if isinstance(frame, TradeFrame) else 'ticker'} frame for "
+                                    f"{', '.join(sorted(symbols - self.subscribed))}, not subscribed by this cluster "
+                                    "(KRAKENFLOW_PAIRS)")
+            elif not any([self._duplicate(self.state_of(symbol), record) for symbol in symbols]):
+                self.on_market_data(record, frame)
+
+    def _current_ingest(self, record: RawRecord) -> bool:
+        """False (and the record refused) when a newer ingest generation has written this partition."""
+        generation = record.lock_gen
+        assert generation is not None
+        newest = self.lock_generations.get(record.partition, -1)
+        if generation < newest:
+            self.counters["fenced"] += 1
+            self.reject(record, f"fenced: written by an ingest of lock generation {generation} after the ingest "
+                                f"of generation {newest} took over")
+            return False
+        if generation > newest:
+            self.lock_generations[record.partition] = generation
+        return True
+
+    def reject(self, record: RawRecord, reason: str) -> None:
+        self.counters["deadletter"] += 1
+        self.on_reject(record, reason)
+
+    def state_of(self, symbol: str) -> PairState:
+        state = self.pairs.get(symbol)
+        if state is None:
+            state = self.restore(symbol) or PairState(symbol, normalize(symbol))
+            carried = self._carried.pop(symbol, None)
+            if carried:
+                for name, value in zip(PAIR_COUNTERS, carried, strict=True):
+                    setattr(state, name, value)
+            self.pairs[symbol] = state
+        return state
+
+    def forget(self, symbols: list[str] | None = None) -> None:
+        """Drop pairs (default: all) so they are restored from the store when next seen; their metric
+        counters carry over."""
+        for symbol in list(self.pairs) if symbols is None else symbols:
+            st = self.pairs.pop(symbol)
+            self._carried[symbol] = tuple(getattr(st, name) for name in PAIR_COUNTERS)
+
+    def _duplicate(self, st: PairState, record: RawRecord) -> bool:
+        """True for a record at or below the pair's last applied offset (replayed after a crash)."""
+        if record.partition == st.last_partition and record.offset <= st.last_offset:
+            self.counters["duplicates"] += 1
+            return True
+        st.last_partition, st.last_offset = record.partition, record.offset
+        return False
+
+    # -- books -------------------------------------------------------------------------------------
+
+    def _book(self, record: RawRecord, is_snapshot: bool, data: BookData) -> None:
+        # the hot path: one call per book message, updates of a live book inline
+        if self.subscribed is not None and data.symbol not in self.subscribed:
+            self.reject(record, f"book frame for {data.symbol}, not subscribed by this cluster (KRAKENFLOW_PAIRS)")
+            return
+        st = self.state_of(data.symbol)
+        if self._duplicate(st, record):  # already applied before a restart: skipping keeps it exact
+            return
+        st.frames += 1
+        ts = rfc3339_ns(data.timestamp) or record.recv_ns or self.clock_ns()
+        book = st.book
+        if ts >= st.next_grid_ns and book is not None and st.state in ("live", "stale"):
+            self.on_grid(st, ts)
+        st.ts_exchange_ns, st.recv_ns = ts, record.recv_ns or 0
+        if is_snapshot:
+            self._apply_snapshot(st, record, data)
+            return
+        if book is None or st.state in ("invalidated", "resyncing"):
+            self.counters["discarded"] += 1
+            if book is None and st.state == "new":
+                self.reject(record, "update before any snapshot for this pair; resync requested")
+                self.resync(st, "no snapshot", record)
+            return
+        try:
+            delta = book.apply_update(data.bids, data.asks, data.checksum)
+        except NumberError as exc:
+            self.reject(record, f"update not applicable: {exc}")
+            self.invalidate(st, str(exc), record)
+            return
+        st.updates += 1
+        self._applied(st, delta, record)
+        if st.state == "stale":
+            st.state = "live"
+            self.on_state(st, "live", "stale", "frames flow again", record)
+        if delta.checksum_ok is False or delta.crossed:
+            self.invalidate(st, _why(delta), record)
+
+    def _apply_snapshot(self, st: PairState, record: RawRecord, data: BookData) -> None:
+        precision = self.precisions.get(st.symbol) or self.precision_of(st.symbol)
+        st.book = L2Book(st.symbol, st.depth, precision)
+        st.revision += 1
+        try:
+            delta = st.book.apply_snapshot(data.bids, data.asks, data.checksum)
+        except NumberError as exc:
+            st.book = None
+            self.reject(record, f"snapshot not applicable: {exc}")
+            self.invalidate(st, str(exc), record)
+            return
+        # the snapshot's exchange time in ms (or one more than the last epoch): an epoch never repeats, not
+        # even when a pair's state is rebuilt from nothing, so (symbol, epoch, seq) names one delta for good
+        st.epoch = max(st.epoch + 1, st.ts_exchange_ns // 1_000_000)
+        st.snapshots += 1
+        self._applied(st, delta, record)
+        if delta.checksum_ok is False or delta.crossed:
+            self.invalidate(st, _why(delta), record)
+            return
+        previous = st.state
+        st.state = "live"
+        if previous in ("invalidated", "resyncing"):
+            self.on_state(st, "restored", previous, "fresh snapshot verified", record)
+        elif previous != "live":
+            self.on_state(st, "live", previous, "snapshot verified", record)
+        self.on_snapshot(st, record)
+
+    def _applied(self, st: PairState, delta: BookDelta, record: RawRecord) -> None:
+        """A book message applied: count it (``seq``, checksums) and hand it to :meth:`on_delta`."""
+        st.seq += 1
+        st.revision += 1
+        if delta.checksum_ok:
+            st.checksums_ok += 1
+        elif delta.checksum_ok is False:
+            st.checksums_failed += 1
+        self.on_delta(st, delta, record)
+
+    def invalidate(self, st: PairState, reason: str, record: RawRecord | None) -> None:
+        previous = st.state
+        st.state = "invalidated"
+        st.revision += 1
+        self.on_state(st, "invalidated", previous, reason, record)
+        self.resync(st, reason, record)
+
+    def resync(self, st: PairState, reason: str, record: RawRecord | None) -> None:
+        now = self.clock_ns()
+        if now - st.last_resync_ns < self.resync_min_interval_ns:
+            return
+        st.last_resync_ns = now
+        self.counters["resyncs"] += 1
+        st.resyncs += 1
+        self.on_resync(st, reason)
+        if st.state == "invalidated":
+            st.state = "resyncing"
+            self.on_state(st, "resyncing", "invalidated", reason, record)
+
+    def _ack(self, record: RawRecord, ack: Ack) -> None:
+        if not ack.success:
+            self.on_subscription_error(record, ack)
+        elif ack.channel == "book" and ack.symbol and ack.method == "subscribe" and ack.depth:
+            if self.subscribed is not None and ack.symbol not in self.subscribed:
+                self.reject(record, f"book subscription ack for {ack.symbol}, not subscribed by this cluster")
+                return
+            st = self.state_of(ack.symbol)
+            if (self.depth is not None and ack.depth != self.depth and record.lock_gen is not None
+                    and st.book is not None and st.state == "live"):
+                # a live book's depth changes only with a new subscription, which the live ingest (its frames
+                # carry a lock generation) makes at the cluster's depth; a replayed capture may have another
+                self.reject(record, f"book subscription ack for {ack.symbol} at depth {ack.depth} contradicts the "
+                                    f"cluster's depth {self.depth} (KRAKENFLOW_DEPTH) of its live book")
+                return
+            st.depth = ack.depth
+            st.revision += 1
+            if st.last_partition < 0 and record.key == ack.symbol.encode():
+                # the store files a pair under its partition: without it, a depth learnt before the
+                # pair's first book frame would not be stored, and a restart would fall back to the default
+                st.last_partition = record.partition
+
+    def set_precision(self, symbol: str, precision: Precision, record: RawRecord | None) -> None:
+        """An instrument frame's precision: honoured by live books (re-keyed exactly)."""
+        if self.precisions.get(symbol) == precision:
+            return
+        st = self.pairs.get(symbol)
+        if st is not None and st.book is not None and st.book.precision != precision:
+            try:
+                st.book.set_precision(precision)
+                st.revision += 1
+            except NumberError as exc:
+                # the live book's own levels cannot be written at this precision: the frame contradicts
+                # the book (a forged one would otherwise fail every fresh snapshot: a resync loop)
+                if record is not None:
+                    self.reject(record, f"instrument precision {precision} for {symbol} contradicts its live book "
+                                        f"({exc}); refused")
+                return
+        self.precisions[symbol] = precision
+
+
+def _why(delta: BookDelta) -> str:
+    if delta.checksum_ok is False:
+        return f"checksum mismatch: expected {delta.expected_checksum}, computed {delta.checksum}"
+    return "crossed book: best bid at or above best ask"

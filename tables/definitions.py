@@ -1,0 +1,61 @@
+"""The Faust tables, defined on the app they are given: books (RocksDB, co-partitioned with
+``kraken.raw``) and instrument precisions."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from mode.utils.times import want_seconds
+
+from app.settings import Settings
+from app.topics import ExtraTopic
+
+
+@dataclass(slots=True)
+class Tables:
+    #: Book pages and per-pair meta (:mod:`tables.books`); raw bytes keys and values, so that changelog
+    #: records written in batches by the agent are exactly what Faust recovers.
+    books: Any
+    #: ``BTC/USD`` -> ``b"1,8"`` (price, qty precision) on every worker. Tiny and rarely written, so an
+    #: in-memory global table rebuilt from its changelog at start is enough.
+    instruments: Any
+
+    def precision_of(self, symbol: str) -> tuple[int, int] | None:
+        value = self.instruments.get(symbol.encode())
+        if not value:
+            return None
+        price, _, qty = value.decode().partition(",")
+        return int(price), int(qty)
+
+    def remember_precision(self, symbol: str, precision: tuple[int, int]) -> None:
+        value = f"{precision[0]},{precision[1]}".encode()
+        if self.instruments.get(symbol.encode()) != value:
+            self.instruments[symbol.encode()] = value
+
+
+def define_tables(app: Any, settings: Settings) -> Tables:
+    books = app.Table("books", key_type=bytes, value_type=bytes, partitions=settings.raw_partitions)
+    instruments = app.GlobalTable(
+        "instruments", key_type=bytes, value_type=bytes, partitions=1,
+        store="memory://instruments",  # a bare "memory://" URL is falsy in yarl
+        use_partitioner=True,
+    )
+    return Tables(books, instruments)
+
+
+def changelog_topics(app: Any) -> tuple[ExtraTopic, ...]:
+    """Every table's changelog topic as Faust would create it: partitions, cleanup policy, retention
+    (Faust's ``Transport._topic_config``), so a worker can create them before Faust starts."""
+    topics = []
+    for table in app.tables.values():
+        topic = table.changelog_topic
+        configs = {k: str(v) for k, v in (topic.config or {}).items()}
+        policy = [name for name, on in (("compact", topic.compacting), ("delete", topic.deleting)) if on]
+        if policy:
+            configs.setdefault("cleanup.policy", ",".join(policy))
+        if topic.retention:
+            configs.setdefault("retention.ms", str(int(want_seconds(topic.retention) * 1000)))
+        topics.append(ExtraTopic(topic.get_topic_name(), int(topic.partitions or app.conf.topic_partitions),
+                                 configs))
+    return tuple(topics)

@@ -1,0 +1,103 @@
+"""Table recovery that ends on a changelog whose last offsets are transaction markers, or whose
+records retention has removed.
+
+Faust recovers a changelog partition until it has applied the record at ``end offset - 1``. A
+partition written in Kafka transactions (the books changelog under exactly-once) ends with a commit
+or abort marker there, a control record no consumer ever receives, so stock recovery waits for it
+forever (with Faust's own transactions it gives up after two 5 s idle timeouts, and a consumer
+position check that can end it early). Here the highwater of such a partition is the offset of its
+last committed record, found by reading the partition's tail with a ``read_committed`` consumer.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import Counter
+from collections.abc import Mapping
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from faust.tables.manager import TableManager
+from faust.tables.recovery import Recovery
+from faust.types import TP
+
+log = logging.getLogger("krakenflow.recovery")
+
+#: how long the tail search may take before Faust's own highwater is used
+SEARCH_SECONDS = 20.0
+
+
+class MarkerAwareRecovery(Recovery):  # type: ignore[misc]
+    async def _build_highwaters(self, consumer: Any, tps: Any, destination: Counter[TP], title: str) -> None:
+        await super()._build_highwaters(consumer, tps, destination, title)
+        # a partition whose records retention has all removed (a quiet candle table's changelog) has
+        # nothing to recover: stock recovery would wait for its highwater record for ever
+        earliest = await consumer.earliest_offsets(*tps) if tps else {}
+        for tp, first in earliest.items():
+            if first is not None and destination.get(tp, -1) >= 0 and first > destination[tp]:
+                log.info("%s/%d: its records up to %d are gone (retention); nothing to recover", tp.topic,
+                         tp.partition, destination[tp])
+                destination[tp] = -1
+        parts = getattr(self.app, "parts", None)
+        if parts is None or not parts.settings.exactly_once:
+            return
+        from app.security import kafka_client_config  # the app's own room; imported late, no cycle
+
+        topic = parts.tables.books.changelog_topic.get_topic_name()
+        ends = {tp: destination[tp] for tp in tps if tp.topic == topic and destination.get(tp, -1) >= 0}
+        if not ends:
+            return
+        last = await last_records(parts.settings.kafka_bootstrap, kafka_client_config(parts.settings), ends)
+        for tp, offset in last.items():
+            if offset != destination[tp]:
+                log.info("%s/%d: last committed record at %d (offsets up to %d hold transaction markers)",
+                         tp.topic, tp.partition, offset, destination[tp])
+                destination[tp] = offset
+
+
+async def last_records(bootstrap: str, config: Mapping[str, Any], ends: Mapping[TP, int]) -> dict[TP, int]:
+    """For each partition, the offset of its last committed record at or below ``ends[tp]`` (-1: none)."""
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False,
+                                isolation_level="read_committed", client_id="krakenflow-recovery", **config)
+    await consumer.start()
+    found: dict[TP, int] = {}
+    try:
+        for tp, end in ends.items():
+            found[tp] = await _last_record(consumer, TopicPartition(tp.topic, tp.partition), end)
+    finally:
+        await consumer.stop()
+    return found
+
+
+async def _last_record(consumer: AIOKafkaConsumer, tp: TopicPartition, end: int) -> int:
+    consumer.assign([tp])
+    beginning = (await consumer.beginning_offsets([tp]))[tp]
+    deadline = time.monotonic() + SEARCH_SECONDS
+    window = 16  # a committed batch ends one marker before the end; an aborted one, a batch earlier
+    while True:
+        start = max(beginning, end + 1 - window)
+        consumer.seek(tp, start)
+        last = None
+        while await consumer.position(tp) <= end:
+            if time.monotonic() > deadline:
+                log.warning("%s/%d: tail search timed out; recovering up to offset %d", tp.topic, tp.partition, end)
+                return end
+            for message in (await consumer.getmany(tp, timeout_ms=500)).get(tp, []):
+                if message.offset <= end:
+                    last = message.offset
+        if last is not None:
+            return last
+        if start <= beginning:
+            return beginning - 1
+        window *= 16
+
+
+class MarkerAwareTableManager(TableManager):  # type: ignore[misc]
+    """Faust's table manager with :class:`MarkerAwareRecovery` (``TableManager`` app setting)."""
+
+    @property
+    def recovery(self) -> Recovery:
+        if self._recovery is None:
+            self._recovery = MarkerAwareRecovery(self.app, self, beacon=self.beacon, loop=self.loop)
+        return self._recovery

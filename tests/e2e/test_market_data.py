@@ -12,9 +12,9 @@ from typing import Any
 import orjson
 import pytest
 
+from models.kraken.frames import Candle, OhlcFrame
 from models.timeutil import rfc3339_ns
-from models.frames import Candle, OhlcFrame
-from tests.cluster import BIN, Cluster, http_json
+from tests.cluster import BIN, Cluster, http_json, wait_until
 from tests.processes import ROOT
 from tests.simclient import SimClient
 
@@ -50,7 +50,7 @@ class OhlcWatcher:
         while not self.stop.is_set():
             try:
                 _, frame = await asyncio.wait_for(client.frame(), 1.0)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 continue
             if isinstance(frame, OhlcFrame):  # exact decimal strings, as on the wire
                 for c in frame.candles:
@@ -135,3 +135,57 @@ def test_replaying_the_same_frames_twice_yields_the_same_trade_ids(tmp_path: Pat
         assert sorted(t["event_id"] for t in trades) == expected, "the second replay adds no trade, ids are stable"
     finally:
         cluster.close()
+
+
+def test_trades_missed_in_a_reconnect_are_recovered_and_a_longer_break_is_announced(tmp_path: Path) -> None:
+    """Trades the ingest misses while a connection is down come back with Kraken's trade snapshot (the
+    last 50); a break longer than that is announced as a ``trade_gap`` naming exactly the missing ids."""
+    c = Cluster(tmp_path, ["BTC/USD"], depth=10, sim_args=("--pair-rate", "5", "--seed", "4"))
+    c.env["KRAKENFLOW_CHANNELS"] = "book,trade"
+
+    def trade_id() -> int:
+        return int(c.sim("book", symbol="BTC/USD")["trade_id"])
+
+    def missed_while_away(trades: int) -> int:
+        """Trades made with the pair silent, then a reconnect: returns the last trade id made. The market
+        is paused meanwhile (bursts still trade): a trade made after the reconnect's snapshot but while
+        the pair is still silent would be a real, announced gap the test did not intend."""
+        c.sim("pause", on=1)
+        c.sim("silence", symbol="BTC/USD", on=1)
+        start = trade_id()
+        while trade_id() < start + trades:
+            c.sim("burst", symbol="BTC/USD", events=10)
+        last = trade_id()
+        before = set(state_ids())
+        assert c.sim("drop")["dropped"] >= 1
+        wait_until(lambda: set(state_ids()) - before, 60, "the ingest to reconnect")
+        c.sim("silence", symbol="BTC/USD", on=0)
+        c.sim("pause", on=0)
+        return last
+
+    def state_ids() -> list[str]:
+        return [cid for cid, symbols in (c.sim("state") or {}).get("subscriptions", {}).items() if symbols]
+
+    def ids_of(records: list[dict[str, Any]]) -> set[int]:
+        return {r["trade_id"] for r in records if r["symbol"] == "BTC-USD"}
+
+    try:
+        c.start_ingest()
+        c.start_worker()
+        first = c.read("trades", until=lambda r: len(ids_of(r)) >= 3, timeout=60)
+        assert ids_of(first)
+        short = missed_while_away(5)  # fewer than the snapshot's 50
+        c.read("trades", until=lambda r: short in ids_of(r), timeout=60)
+        long_ = missed_while_away(80)  # more than 50: some are gone for good
+        c.read("trades", until=lambda r: max(ids_of(r), default=0) >= long_, timeout=60)
+        ids = ids_of(c.read("trades"))
+        gaps = [m for m in c.read("metrics") if m.get("metric") == "trade_gap"]
+        assert gaps and all(g["symbol"] == "BTC-USD" and g["reason"] for g in gaps), gaps
+        missing = {i for g in gaps for i in range(g["first_missing"], g["last_missing"] + 1)}
+        assert sum(g["missing"] for g in gaps) == len(missing), "announced once each"
+        assert not ids & missing, "a trade announced missing was also published"
+        assert ids | missing == set(range(min(ids), max(ids) + 1)), "every other trade id was published"
+        assert min(missing) > short, "the short break left nothing missing"
+        assert len(missing) >= 80 - 50, "the snapshot brought back only the last 50"
+    finally:
+        c.close()

@@ -68,17 +68,22 @@ async def read_committed(bootstrap: str, topic: str, count: int, timeout: float 
         await consumer.stop()
 
 
+async def produce_idempotent(bootstrap: str, topic: str, values: list[bytes]) -> None:
+    """Send ``values`` in order through an idempotent producer, each acknowledged."""
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, enable_idempotence=True)
+    await producer.start()
+    try:
+        for value in values:
+            await producer.send_and_wait(topic, value)
+    finally:
+        await producer.stop()
+
+
 async def test_idempotent_and_transactional_writes_read_back_committed(tmp_path: Path,
                                                                        clusters: list[KafkaCluster]) -> None:
     clusters.append(cluster := await asyncio.to_thread(start_kafka, tmp_path / "kafka", ports=[free_port()]))
     await create_topic(cluster.bootstrap, "eos")
-    idempotent = AIOKafkaProducer(bootstrap_servers=cluster.bootstrap, enable_idempotence=True)
-    await idempotent.start()
-    try:
-        for i in range(3):
-            await idempotent.send_and_wait("eos", f"idem-{i}".encode())
-    finally:
-        await idempotent.stop()
+    await produce_idempotent(cluster.bootstrap, "eos", [f"idem-{i}".encode() for i in range(3)])
     tx = AIOKafkaProducer(bootstrap_servers=cluster.bootstrap, transactional_id="krakenflow-test-tx")
     await tx.start()
     try:
@@ -101,14 +106,8 @@ async def test_records_survive_a_restart_on_the_same_data_dir(tmp_path: Path, cl
     data = tmp_path / "kafka"
     clusters.append(first := await asyncio.to_thread(start_kafka, data))
     await create_topic(first.bootstrap, "kept")
-    producer = AIOKafkaProducer(bootstrap_servers=first.bootstrap, enable_idempotence=True)
-    await producer.start()
-    try:
-        for i in range(5):
-            await producer.send_and_wait("kept", f"r{i}".encode())
-    finally:
-        await producer.stop()
     expected = [f"r{i}".encode() for i in range(5)]
+    await produce_idempotent(first.bootstrap, "kept", expected)
     await asyncio.to_thread(first.restart, 1)  # the same ports and settings
     assert await read_committed(first.bootstrap, "kept", 5) == expected
     await asyncio.to_thread(first.close)

@@ -1,8 +1,18 @@
 # krakenflow: one image for the ingest and the workers (docker-compose.yml, Procfile).
+# the native book core (native/, Rust via PyO3) as a wheel; the image runs without a toolchain
+FROM python:3.11-slim AS native
+RUN apt-get update && apt-get install -y --no-install-recommends curl build-essential \
+    && curl -sSf https://sh.rustup.rs | sh -s -- -y --profile minimal
+ENV PATH=/root/.cargo/bin:$PATH
+COPY native /native
+RUN pip wheel --no-deps -w /wheels /native
+
 FROM python:3.11-slim
 
 ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1
 WORKDIR /app
+COPY --from=native /wheels /wheels
+RUN pip install /wheels/*.whl
 
 COPY pyproject.toml README.md ./
 COPY app ./app

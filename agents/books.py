@@ -1,8 +1,10 @@
 """The book agent: ``kraken.raw`` -> books in RocksDB tables -> normalized topics.
 
-Faust's per-event machinery (~75 us) dwarfs the book work (~10 us), so everything else is done per
-batch: ``take_events`` hands over up to ``KRAKENFLOW_BATCH_MAX`` events, the processor turns them into
-outputs, the outputs go out as one Kafka batch per partition, then the touched book pages and meta
+Faust's per-event machinery (~70 us) dwarfs the book work (~10 us), so the agent takes whole batches:
+by default each fetch's records of a partition straight from the consumer (:mod:`app.batching`, no
+per-event dispatch, no batch window: what has arrived is processed at once), or with
+``KRAKENFLOW_BATCH_DRAIN=0`` Faust's stream through ``take_events`` (up to ``KRAKENFLOW_BATCH_MAX``
+events or ``KRAKENFLOW_BATCH_WITHIN`` seconds). The processor turns a batch into outputs, the outputs go out as one Kafka batch per partition, then the touched book pages and meta
 records are written to RocksDB and the changelog. Only when both are delivered does the loop ask for
 the next batch, which is when Faust acks (and later commits) the input: a crash replays at most the
 uncommitted events, and the per-pair last applied offset turns those into skipped duplicates.
@@ -16,6 +18,7 @@ from typing import Any
 
 from agents.pipeline import BookPipeline
 from agents.supervision import TaskRestarts
+from app.batching import BatchChannel
 from app.settings import Settings
 from tables.definitions import Tables
 
@@ -24,6 +27,9 @@ def register_books(app: Any, settings: Settings, raw_topic: Any, tables: Tables,
                    restarts: TaskRestarts) -> BookPipeline:
     """The book agent, its timer and rebalance hooks on ``app``; returns the pipeline they drive."""
     pipeline = BookPipeline(app, settings, tables)
+    channel: BatchChannel | None = None
+    if settings.batch_drain:
+        channel = app.batch_channels[settings.raw_topic] = BatchChannel(settings.raw_topic)
 
     @app.agent(raw_topic, name="books")
     async def books(stream: Any) -> None:
@@ -35,11 +41,20 @@ def register_books(app: Any, settings: Settings, raw_topic: Any, tables: Tables,
              "asks":[{"price":62803.8,"qty":0.95536416}],"checksum":441069893,
              "timestamp":"2026-08-16T23:37:05.399046Z"}]}
         """
+        # shielded: a stop that cancels the agent lets the batch commit (close() waits for it), so what
+        # the web views served before a SIGTERM is what the tables hold after it
         try:
-            async for events in stream.take_events(settings.batch_max, within=settings.batch_within):
-                # shielded: a stop that cancels the agent lets the batch commit (close() waits for it), so
-                # what the web views served before a SIGTERM is what the tables hold after it
-                await asyncio.shield(pipeline.handle(events))
+            if channel is None:
+                async for events in stream.take_events(settings.batch_max, within=settings.batch_within):
+                    await asyncio.shield(pipeline.handle([event.message for event in events]))
+                return
+            async for batch in channel:
+                try:
+                    await asyncio.shield(pipeline.handle(batch.records))
+                except BaseException as exc:  # the consumer fetches the batch again for the restarted agent
+                    batch.processed(exc if isinstance(exc, Exception) else RuntimeError("the book agent stopped"))
+                    raise
+                batch.processed()
         except Exception as exc:  # Faust restarts the agent; the pipeline reads any gap it left
             restarts.died("books", exc)
             raise

@@ -85,14 +85,15 @@ class BookPipeline:
             await self.writer.start()
             self._started = True
 
-    async def handle(self, events: Sequence[Any]) -> None:
-        """One batch of raw events: each partition's share is processed and committed on its own (under
+    async def handle(self, records: Sequence[Any]) -> None:
+        """One batch of raw records (``.partition .offset .key .value .headers``: aiokafka's records, or
+        Faust's messages): each partition's share is processed and committed on its own (under
         exactly-once, one transaction per partition)."""
         async with self._lock:
             await self._ensure_started()
             by_partition: dict[int, list[Any]] = {}
-            for event in events:
-                by_partition.setdefault(event.message.partition, []).append(event)
+            for message in records:
+                by_partition.setdefault(message.partition, []).append(message)
             for partition, share in by_partition.items():
                 if partition in self._fenced or partition not in self._assigned:
                     # another worker owns it now (fenced: the rebalance will tell us), or an event fetched
@@ -101,8 +102,7 @@ class BookPipeline:
                     continue
                 out: list[Output] = []
                 processed: dict[int, int] = {}
-                for event in share:
-                    message = event.message
+                for message in share:
                     if partition not in self._resumed:
                         self._resume(partition)
                     last = processed.get(partition, self._done.get(partition))
@@ -112,10 +112,11 @@ class BookPipeline:
                             continue
                         if message.offset > last + 1:  # records the consumer did not hand over
                             await self._read_gap(partition, last + 1, message.offset, out, processed)
-                    self._process(read_raw(event.value, event.key, partition, message.offset, message.headers), out)
+                    self._process(read_raw(message.value, message.key, partition, message.offset, message.headers),
+                                  out)
                     processed[partition] = message.offset
                 await self._commit(partition, out, processed)
-            self.events += len(events)
+            self.events += len(records)
             if self._assigned_at is not None:
                 self.recovery_seconds = time.monotonic() - self._assigned_at
                 self._assigned_at = None

@@ -22,6 +22,7 @@ from agents.ingest import register_ingest
 from agents.pipeline import BookPipeline
 from agents.supervision import TaskRestarts
 from app import datadir
+from app.batching import BatchChannel
 from app.market_views import register_market_views
 from app.observability import register_metrics
 from app.security import faust_credentials, kafka_client_config
@@ -30,6 +31,7 @@ from app.shutdown import exit_after
 from app.topics import ensure_topics
 from app.views import register_book_views
 from ingest.service import Ingest
+from models import native
 from tables.definitions import Tables, changelog_topics, define_tables
 
 log = logging.getLogger("krakenflow.app")
@@ -52,6 +54,11 @@ class KrakenflowApp(faust.App):  # type: ignore[misc]
 
     parts: Parts
     _datadir_lock: IO[str] | None = None
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        #: topics whose fetched batches the consumer hands to an agent whole (app/batching.py)
+        self.batch_channels: dict[str, BatchChannel] = {}
 
     async def on_first_start(self) -> None:
         settings = self.parts.settings
@@ -96,6 +103,7 @@ def datadir_flag() -> str | None:
 def create_app(settings: Settings | None = None) -> KrakenflowApp:
     """The Faust app for ``settings`` (default: from the environment), with everything registered."""
     settings = settings or Settings.from_env()
+    native.use(settings.native)
     profile = settings.profile
     flag = datadir_flag()
     credentials = faust_credentials(settings)  # TLS/SASL (app/security.py); None for PLAINTEXT

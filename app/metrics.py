@@ -68,8 +68,8 @@ class WorkerCollector(Collector):
                 bid, ask = st.book.best()
                 if bid and ask:
                     families["spread"].add_metric([st.norm], float(ask[0]) - float(bid[0]))
-                families["depth"].add_metric([st.norm, "bids"], len(st.book.bids))
-                families["depth"].add_metric([st.norm, "asks"], len(st.book.asks))
+                families["depth"].add_metric([st.norm, "bids"], st.book.count("bids"))
+                families["depth"].add_metric([st.norm, "asks"], st.book.count("asks"))
             if st.ts_exchange_ns:
                 families["lag"].add_metric([st.norm], (now - st.ts_exchange_ns) / 1e9)
         yield from families.values()
@@ -106,6 +106,10 @@ class WorkerCollector(Collector):
             yield _counter("krakenflow_transactions_retried", "Book batch transactions aborted and retried", tx.retries)
             yield _counter("krakenflow_transactions_fenced", "Raw partitions given up: a newer owner fenced us",
                            tx.fenced)
+        channel = getattr(self.app, "batch_channels", {}).get(p.settings.raw_topic)
+        yield _counter("krakenflow_drained_records",
+                       "Raw records the consumer handed to the book agent in whole batches (app/batching.py)",
+                       channel.records if channel is not None else 0)
         yield _counter("krakenflow_delivery_retries", "Output deliveries retried", p.delivery_retries)
         yield _counter("krakenflow_table_records_written", "Book table records written", p.store.records_written)
         yield _counter("krakenflow_table_bytes_written", "Book table bytes written", p.store.bytes_written)

@@ -102,13 +102,15 @@ def _embedded_transport() -> Any:
     import aiokafka
     from faust.transport.drivers import aiokafka as driver
 
+    from app.batching import BatchDrainMixin
+
     class ShortWaitConsumerThread(driver.AIOKafkaConsumerThread):  # type: ignore[misc]
         def _create_worker_consumer(self, transport: Any) -> aiokafka.AIOKafkaConsumer:
             consumer = super()._create_worker_consumer(transport)
             consumer._fetch_max_wait_ms = EMBEDDED_FETCH_MAX_WAIT_MS  # read when its fetcher starts
             return consumer
 
-    class ShortWaitConsumer(driver.Consumer):  # type: ignore[misc]
+    class ShortWaitConsumer(BatchDrainMixin, driver.Consumer):  # type: ignore[misc]
         def _new_consumer_thread(self) -> driver.AIOKafkaConsumerThread:
             return ShortWaitConsumerThread(self, loop=self.loop, beacon=self.beacon)
 
@@ -124,6 +126,8 @@ def _idempotent_transport() -> Any:
     import aiokafka
     from faust.transport.drivers import aiokafka as driver
 
+    from app.batching import BatchDrainMixin
+
     class IdempotentProducer(driver.Producer):  # type: ignore[misc]
         def _settings_extra(self) -> Any:
             return {"acks": "all", "enable_idempotence": True}
@@ -134,7 +138,7 @@ def _idempotent_transport() -> Any:
             consumer._isolation_level = "read_committed"  # read when its fetcher starts
             return consumer
 
-    class CommittedConsumer(driver.Consumer):  # type: ignore[misc]
+    class CommittedConsumer(BatchDrainMixin, driver.Consumer):  # type: ignore[misc]
         def _new_consumer_thread(self) -> driver.AIOKafkaConsumerThread:
             return CommittedConsumerThread(self, loop=self.loop, beacon=self.beacon)
 

@@ -66,7 +66,9 @@ class Settings:
     resync_min_interval: float = 5.0
     snapshot_interval_ms: int = 1000
     snapshot_levels: int = 10
-    batch_max: int = 2000
+    native: bool = True  # the native book core (native/, Rust) when it is built; 0: the pure-Python engine
+    batch_drain: bool = True  # whole fetched batches to the book agent (app/batching.py); 0: Faust's stream
+    batch_max: int = 2000  # with batch_drain 0: take_events' batch size and window
     batch_within: float = 0.05
     replication_factor: int = 1
     raw_retention_hours: float = 168.0  # how long kraken.raw keeps frames for replays (7 days)

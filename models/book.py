@@ -29,6 +29,7 @@ from zlib import crc32
 
 from sortedcontainers import SortedList
 
+from models import native
 from models.numbers import fragment, scale, unscaled
 
 #: Depths Kraken serves for the ``book`` channel.
@@ -292,6 +293,10 @@ class L2Book:
         ask = self.asks.pairs(1)
         return (bid[0] if bid else None, ask[0] if ask else None)
 
+    def count(self, side: str) -> int:
+        """Levels held on one side (``"bids"`` or ``"asks"``)."""
+        return len(self.bids if side == "bids" else self.asks)
+
     def __len__(self) -> int:
         return len(self.bids) + len(self.asks)
 
@@ -327,3 +332,12 @@ def _zero(precision: tuple[int, int] | None) -> str:
     if precision is None or precision[1] == 0:
         return "0"
     return "0." + "0" * precision[1]
+
+
+def new_book(symbol: str, depth: int, precision: tuple[int, int] | None) -> L2Book:
+    """A book for ``symbol``: the native core's (same interface, :mod:`models.native`) when it is in use
+    and the precision is known, else :class:`L2Book`."""
+    if native.enabled and precision is not None and max(precision) <= native.MAX_PRECISION:
+        book: L2Book = native.Book(symbol, depth, precision)
+        return book
+    return L2Book(symbol, depth, precision)

@@ -241,6 +241,6 @@ class BookProcessor(BookSession):
         n = w.messages
         self.out.append(Output("metrics", st.norm, BookMetricRecord(
             EXCHANGE, st.norm, "book", st.ts_exchange_ns, bid[0] if bid else None, ask[0] if ask else None, spread,
-            mid, len(book.bids), len(book.asks), n, w.checksum_ok, w.checksum_failed, w.latency_ns_max / 1e6,
+            mid, book.count("bids"), book.count("asks"), n, w.checksum_ok, w.checksum_failed, w.latency_ns_max / 1e6,
             w.latency_ns_sum / n / 1e6 if n else None,
         )))

@@ -23,7 +23,7 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
-from models.book import BookDelta, L2Book
+from models.book import BookDelta, L2Book, new_book
 from models.kraken.frames import (
     Ack,
     BookData,
@@ -270,7 +270,7 @@ class BookSession:
 
     def _apply_snapshot(self, st: PairState, record: RawRecord, data: BookData) -> None:
         precision = self.precisions.get(st.symbol) or self.precision_of(st.symbol)
-        st.book = L2Book(st.symbol, st.depth, precision)
+        st.book = new_book(st.symbol, st.depth, precision)
         st.revision += 1
         try:
             delta = st.book.apply_snapshot(data.bids, data.asks, data.checksum)

@@ -21,7 +21,7 @@ from decimal import Decimal
 from typing import Any
 
 from app.kafka_writer import Record
-from models.book import L2Book
+from models.book import L2Book, new_book
 from models.marketdata import MarketState
 from models.numbers import NumberError
 from models.records import BookDeltaRecord
@@ -197,7 +197,7 @@ class BookStore:
     def _restore_book(symbol: str, meta: Meta, pages: Pages) -> L2Book:
         bids = [level for levels in pages.sides[0].values() for level in levels.items()]
         asks = [level for levels in pages.sides[1].values() for level in levels.items()]
-        book = L2Book(symbol, meta.depth, pages.precision)
+        book = new_book(symbol, meta.depth, pages.precision)
         bids.sort(key=lambda level: Decimal(level[0]), reverse=True)
         asks.sort(key=lambda level: Decimal(level[0]))
         try:

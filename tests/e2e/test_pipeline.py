@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+import urllib.request
 from collections.abc import Iterator
 from decimal import Decimal
 from typing import Any
@@ -154,6 +155,26 @@ def test_metrics_and_grid_snapshots_flow(cluster: Cluster) -> None:
     metrics = cluster.read("metrics", until=lambda r: any(m.get("spread") for m in r))
     book_metrics = [m for m in metrics if m["metric"] == "book" and m["spread"]]
     assert all(Decimal(m["spread"]) > 0 for m in book_metrics)
+
+
+def test_the_book_agent_takes_whole_fetched_batches(cluster: Cluster) -> None:
+    """The consumer hands each fetch's raw records to the book agent whole (app/batching.py), not one
+    event at a time through Faust's stream: once the paused exchange's last frames are processed, every
+    record the worker processed came that way."""
+    def counters() -> dict[str, float]:
+        with urllib.request.urlopen(f"http://127.0.0.1:{cluster.web}/metrics", timeout=5) as response:  # type: ignore[attr-defined]
+            lines = response.read().decode().splitlines()
+        return {name: float(value) for name, _, value in (line.partition(" ") for line in lines)
+                if name in ("krakenflow_drained_records_total", "krakenflow_worker_events_total")}
+
+    assert cluster.sim("pause", on=1)["ok"]
+    try:
+        settled = wait_until(lambda: (c := counters()) and c["krakenflow_worker_events_total"] > 0 and
+                             c["krakenflow_drained_records_total"] == c["krakenflow_worker_events_total"] and c,
+                             30, "every processed record to have come in a drained batch")
+        assert settled["krakenflow_drained_records_total"] > 100
+    finally:
+        cluster.sim("pause", on=0)
 
 
 def test_tail_follows_a_topic_filtered_by_symbol(cluster: Cluster) -> None:

@@ -1,0 +1,184 @@
+"""Whole fetched batches for the book agent: Faust's consumer drain loop without per-event dispatch.
+
+Faust's consumer hands every record to the streams one at a time: per record a task pair and an
+``asyncio.wait`` (``wait_first``), the conductor's lock, the topic's decode and queue, the stream's
+iteration, its processors and an ack, about 70 us, which is the book worker's ceiling (the book work is
+~10 us a frame). The consumer here (mixed into both profiles' transports, :mod:`app.profile`) drains
+differently for the topics that have a :class:`BatchChannel`: what one fetch returned for a partition
+goes to the channel as one :class:`Batch`, the agent processes it and says so, and the consumer then
+acks every record of it in one step. Records of every other topic (changelogs in recovery, trades for
+the candles, the control topic) take Faust's own path unchanged.
+
+Semantics kept: offsets are acked only after the agent finished the batch (Faust commits acked offsets
+as before), a rebalance (``suspend_flow``) stops the wait for a batch in flight, offsets below the read
+offset are dropped as Faust drops them, gaps are registered for the commit, and Faust's stall detection
+sees the partition as processed. A batch whose processing raised is not acked: the partition is sought
+back to the batch's first offset so the restarted agent gets it again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator, Sequence
+from time import monotonic
+from typing import Any
+
+log = logging.getLogger("krakenflow.batching")
+
+
+class Batch:
+    """The records one fetch returned for one partition, in offset order (aiokafka ConsumerRecords:
+    ``.partition .offset .key .value .headers``)."""
+
+    __slots__ = ("_done", "records", "tp")
+
+    def __init__(self, tp: Any, records: Sequence[Any], done: asyncio.Future[None]) -> None:
+        self.tp = tp
+        self.records = records
+        self._done = done
+
+    def processed(self, error: BaseException | None = None) -> None:
+        """The agent is through with the batch (``error``: it was not processed)."""
+        if self._done.done():  # the consumer stopped waiting (a rebalance)
+            return
+        if error is None:
+            self._done.set_result(None)
+        else:
+            self._done.set_exception(error)
+
+
+class BatchChannel:
+    """Batches of one topic, from the consumer to the one agent that iterates this channel."""
+
+    def __init__(self, topic: str) -> None:
+        self.topic = topic
+        self._queue: asyncio.Queue[Batch] = asyncio.Queue(maxsize=1)
+        self.batches = 0
+        self.records = 0
+
+    async def deliver(self, tp: Any, records: Sequence[Any]) -> None:
+        """Hand ``records`` to the agent and wait until it processed them (its error is raised here)."""
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        await self._queue.put(Batch(tp, records, done))
+        await done
+        self.batches += 1
+        self.records += len(records)
+
+    def __aiter__(self) -> AsyncIterator[Batch]:
+        return self
+
+    async def __anext__(self) -> Batch:
+        return await self._queue.get()
+
+
+def batch_channels(app: Any) -> dict[str, BatchChannel]:
+    """The app's channels by topic name (none: every topic takes Faust's per-event path)."""
+    channels: dict[str, BatchChannel] | None = getattr(app, "batch_channels", None)
+    return channels or {}
+
+
+class BatchDrainMixin:
+    """Mixed into a Faust aiokafka ``Consumer``: the drain loop described in the module docstring.
+
+    It uses the base consumer's offset bookkeeping (``_read_offset``, ``_acked``, ``_acked_index``,
+    ``_committed_offset``, ``_n_acked``, ``_add_gap``) the way Faust's own drain loop and ``ack`` do;
+    ``tests/integration/test_batch_drain.py`` pins it against the installed Faust.
+    """
+
+    async def _drain_messages(self, fetcher: Any) -> None:
+        this: Any = self
+        channels = batch_channels(this.app)
+        if not channels:
+            await super()._drain_messages(fetcher)  # type: ignore[misc]
+            return
+        callback = this.callback
+        consumer_should_stop = this._stopped.is_set
+        fetcher_should_stop = fetcher._stopped.is_set
+        read_offset = this._read_offset
+        acks_enabled_for = this.app.topics.acks_enabled_for
+        monitor = this.app.monitor
+        try:
+            while not (consumer_should_stop() or fetcher_should_stop()):
+                records, active = await this._wait_next_records(1.0)
+                await asyncio.sleep(0)  # as Faust's loop: never hold the event loop across fetches
+                if not records or this.should_stop:
+                    continue
+                if not this.flow_active:
+                    await this.perform_seek()  # a rebalance began: back to the committed offsets
+                    continue
+                generation = this.app.consumer_generation_id
+                for tp, batch in records.items():
+                    if not this.flow_active or this.app.consumer_generation_id != generation:
+                        break  # a rebalance began while this fetch was handled
+                    if active is not None and tp not in active and tp not in this._buffered_partitions:
+                        continue
+                    r_offset = read_offset[tp]
+                    if r_offset is not None:
+                        batch = [r for r in batch if r.offset >= r_offset]  # seen before (Faust drops them too)
+                    if not batch:
+                        continue
+                    first = batch[0].offset
+                    if r_offset and first - r_offset > 1 and acks_enabled_for(tp.topic):
+                        await this._add_gap(tp, r_offset + 1, first)
+                    channel = channels.get(tp.topic)
+                    if channel is None:
+                        if not await self._per_record(tp, batch, callback):
+                            break
+                        continue
+                    monitor.track_tp_end_offset(tp, this.highwater(tp))
+                    delivery = channel.deliver(tp, batch)
+                    try:
+                        waited = await this.wait_first(delivery, this.suspend_flow.wait())
+                    except Exception as exc:  # the agent raised: nothing acked, the batch comes again
+                        log.warning("%s: the batch at %d..%d was not processed (%r); fetching it again",
+                                    tp, first, batch[-1].offset, exc)
+                        await this.seek(tp, first)
+                        read_offset[tp] = None
+                        break
+                    if delivery not in waited.done:  # a rebalance or a stop: nothing acked, the fetch is void
+                        break
+                    self._ack_all(tp, batch)
+                    read_offset[tp] = batch[-1].offset
+                    monitor.stream_inbound_time[tp] = monotonic()  # Faust's stall detection
+                    if this._commit_every is not None and this._n_acked >= this._commit_every:
+                        this._n_acked = 0
+                        await this.commit()
+        except this.consumer_stopped_errors:
+            if this.transport.app.should_stop:
+                return
+            raise
+        except asyncio.CancelledError:
+            if this.transport.app.should_stop:
+                return
+            raise
+
+    async def _per_record(self, tp: Any, batch: Sequence[Any], callback: Any) -> bool:
+        """Faust's own path for a topic without a channel; False when a rebalance stopped it."""
+        this: Any = self
+        to_message = this._to_message
+        for record in batch:
+            if not this.flow_active:
+                return False
+            this.app.monitor.track_tp_end_offset(tp, this.highwater(tp))
+            await this.wait_first(callback(to_message(tp, record)), this.suspend_flow.wait())
+            this._read_offset[tp] = record.offset
+        return True
+
+    def _ack_all(self, tp: Any, batch: Sequence[Any]) -> None:
+        """Faust's ``Consumer.ack`` for every record of ``batch`` at once."""
+        this: Any = self
+        committed = this._committed_offset[tp]
+        index = this._acked_index[tp]
+        acked = this._acked[tp]
+        added = 0
+        for record in batch:
+            offset = record.offset
+            if (committed is None or offset >= committed) and offset not in index:
+                index.add(offset)
+                acked.append(offset)
+                added += 1
+        this._n_acked += added
+        waiting = this._waiting_for_ack
+        if waiting is not None and not waiting.done():
+            waiting.set_result(None)

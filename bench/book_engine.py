@@ -1,13 +1,16 @@
 """Book engine throughput: parse + apply + truncate + checksum + delta over the real captures.
 
-Runs the same frames, in the same process, through python-kraken-sdk's ``SpotOrderBookClient`` book
-logic for comparison. One core (this process is single-threaded). Every checksum is verified on every
-pass: a pass with a failure aborts the bench.
+The worker's book session runs the frames with the native core (``native/``, when built) and with the
+pure-Python engine; the same frames, in the same process, go through python-kraken-sdk's
+``SpotOrderBookClient`` book logic and through cryptofeed's way of feeding its C order book
+(``bench/cryptofeed_feed.py``) for comparison. One core (this process is single-threaded). Every
+checksum is verified on every pass of krakenflow's engines: a pass with a failure aborts the bench.
 
     python bench/book_engine.py [--seconds 5]
 
-Last line: ``RESULT updates_per_s=<n> ratio_vs_python_kraken_sdk=<x> processor_updates_per_s=<n>`` where an update is one book
-message (snapshot or update) processed with its checksum verified.
+Last line: ``RESULT updates_per_s=<n> ratio_vs_python_kraken_sdk=<x> ratio_vs_cryptofeed=<x> native=yes|no
+python_updates_per_s=<n> processor_updates_per_s=<n>`` where an update is one book message (snapshot or
+update) processed with its checksum verified; ``updates_per_s`` is the engine the worker runs.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from models import native  # noqa: E402
 from models.book import BookDelta  # noqa: E402
 from models.kraken.frames import ParseError, parse_frame  # noqa: E402
 from models.processor import BookProcessor, Output, ProcessorSettings  # noqa: E402
@@ -95,6 +99,19 @@ def sdk_pass(files: list[list[bytes]], depths: list[int]) -> tuple[int, int]:
     return frames, valid
 
 
+def cryptofeed_pass(files: list[list[bytes]], depths: list[int]) -> tuple[int, int]:
+    from bench.cryptofeed_feed import make_feeder
+
+    frames = valid = 0
+    for lines, depth in zip(files, depths, strict=False):
+        feed, stats = make_feeder(depth)
+        for raw in lines:
+            feed(raw)
+        frames += stats["frames"]
+        valid += stats["valid"]
+    return frames, valid
+
+
 def depth_of(lines: list[bytes]) -> int:
     session = BookSession()
     for n, raw in enumerate(lines):
@@ -123,10 +140,17 @@ def main() -> None:
     files = load(args.captures)
     depths = [depth_of(lines) for lines in files]
     recs = records(files)
-    rate, messages, ok = timed(lambda: engine_pass(recs), args.seconds)
-    if ok != messages:
-        raise SystemExit(f"krakenflow: only {ok} of {messages} checksums verified")
-    print(f"krakenflow          {rate:>12,.0f} book messages/s  ({ok}/{messages} checksums verified per pass)")
+    rates: dict[bool, float] = {}
+    for on in ([True, False] if native.available else [False]):
+        native.use(on)
+        rate, messages, ok = timed(lambda: engine_pass(recs), args.seconds)
+        if ok != messages:
+            raise SystemExit(f"krakenflow ({'native' if on else 'python'}): only {ok} of {messages} checksums verified")
+        rates[on] = rate
+        print(f"krakenflow {'native' if on else 'python'}   {rate:>12,.0f} book messages/s  ({ok}/{messages} checksums "
+              "verified per pass)", flush=True)
+    native.use(native.available)
+    rate = rates[native.available]
     proc_rate, proc_messages, proc_ok = timed(lambda: processor_pass(recs), args.seconds)
     if proc_ok != proc_messages:
         raise SystemExit(f"krakenflow processor: only {proc_ok} of {proc_messages} checksums verified")
@@ -134,9 +158,12 @@ def main() -> None:
     sdk_rate, sdk_messages, sdk_ok = timed(lambda: sdk_pass(files, depths), args.seconds)
     print(f"python-kraken-sdk   {sdk_rate:>12,.0f} book messages/s  ({sdk_ok}/{sdk_messages} update checksums "
           "valid per pass; it never checks snapshots and fails on string numbers)")
+    cf_rate, cf_messages, cf_ok = timed(lambda: cryptofeed_pass(files, depths), args.seconds)
+    print(f"cryptofeed order-book {cf_rate:>10,.0f} book messages/s  ({cf_ok}/{cf_messages} checksums valid per pass; "
+          "no instrument precision: re-serialised numbers fail)")
     print(f"RESULT updates_per_s={rate:.0f} ratio_vs_python_kraken_sdk={rate / sdk_rate:.1f} "
-          f"processor_updates_per_s={proc_rate:.0f}")
-
+          f"ratio_vs_cryptofeed={rate / cf_rate:.1f} native={'yes' if native.available else 'no'} "
+          f"python_updates_per_s={rates[False]:.0f} processor_updates_per_s={proc_rate:.0f}")
 
 if __name__ == "__main__":
     main()

@@ -31,5 +31,7 @@ async def noop(stream: Any) -> None:
             seen["first"] = time.time_ns()
         if n == expect:
             seen["last"] = time.time_ns()
-            with open(os.environ["BENCH_OUT"], "wb") as out:
+            partial = os.environ["BENCH_OUT"] + ".partial"
+            with open(partial, "wb") as out:
                 out.write(orjson.dumps(seen))
+            os.replace(partial, os.environ["BENCH_OUT"])

@@ -1,0 +1,194 @@
+"""What the pipeline benches share: a fresh broker with krakenflow's topics, simulator frames, a fast
+pre-loader, a delta reader, worker processes and their CPU and RSS read from ``/proc``."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import orjson
+from aiokafka import AIOKafkaConsumer
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from app.kafka_writer import BatchWriter  # noqa: E402
+from app.settings import Settings  # noqa: E402
+from app.topics import ensure_topics  # noqa: E402
+from broker.embedded import start_broker  # noqa: E402
+from broker.kafka import start_kafka  # noqa: E402
+from sim import render  # noqa: E402
+from sim.exchange import PairMarket  # noqa: E402
+from sim.pairs import catalogue  # noqa: E402
+from tests.processes import free_port  # noqa: E402
+
+BIN = Path(sys.executable).parent
+Frames = list[tuple[bytes, bytes]]
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+class Market:
+    """Simulator book frames keyed as the ingest keys them: a session start (instruments, acks,
+    snapshots), then updates round-robin over the pairs, as many as asked, continuing where the
+    previous call ended."""
+
+    def __init__(self, pairs: int, depth: int, seed: int) -> None:
+        self.specs = catalogue(pairs)
+        self.depth = depth
+        self.markets = [PairMarket(spec, seed) for spec in self.specs]
+        self.i = 0
+        self.now = time.time_ns()
+
+    @property
+    def symbols(self) -> list[str]:
+        return [spec.symbol for spec in self.specs]
+
+    def start(self) -> Frames:
+        out = [(b"conn:bench", render.instrument(self.specs).encode())]
+        for m in self.markets:
+            symbol = m.spec.symbol
+            out.append((symbol.encode(), render.response(
+                "subscribe", result={"channel": "book", "depth": self.depth, "snapshot": True, "symbol": symbol},
+                time_in_ns=self.now).encode()))
+            bids, asks, checksum = m.snapshot(self.depth)
+            out.append((symbol.encode(), render.book(symbol, True, bids, asks, checksum, self.now).encode()))
+        return out
+
+    def updates(self, n: int) -> Frames:
+        out: Frames = []
+        while len(out) < n:
+            m = self.markets[self.i % len(self.markets)]
+            self.i += 1
+            event = m.step((self.depth,), self.now + self.i * 1000)
+            b, a = event.views[self.depth]
+            if b or a:
+                out.append((m.spec.symbol.encode(), render.book(m.spec.symbol, False, b, a, event.checksum,
+                                                                 event.ts_ns).encode()))
+        return out
+
+
+async def preload(settings: Settings, records: Frames, rate: float = 0) -> None:
+    """Write ``records`` to ``kraken.raw`` (at ``rate`` frames/s, or as fast as the broker takes them),
+    each stamped with its send time as the ingest stamps its receive time."""
+    writer = BatchWriter(settings.kafka_bootstrap, "bench-preload")
+    await writer.start()
+    try:
+        chunk = 500 if rate == 0 else max(1, int(rate / 200))
+        started = time.monotonic()
+        for start in range(0, len(records), chunk):
+            part = records[start:start + chunk]
+            if rate:
+                ahead = start / rate - (time.monotonic() - started)
+                if ahead > 0:
+                    await asyncio.sleep(ahead)  # the offered rate
+            stamp = str(time.time_ns()).encode()
+            futures = await writer.send_keyed(settings.raw_topic, part, headers=[("recv_ns", stamp)])
+            await asyncio.gather(*futures)
+    finally:
+        await writer.stop()
+
+
+async def read_deltas(settings: Settings, expect: int, committed: bool, timeout: float = 300) -> list[dict[str, int]]:
+    """``expect`` deltas from the beginning (emit and receive times, checksum state)."""
+    consumer = AIOKafkaConsumer(settings.topic("book.deltas"), bootstrap_servers=settings.kafka_bootstrap,
+                                enable_auto_commit=False, auto_offset_reset="earliest",
+                                isolation_level="read_committed" if committed else "read_uncommitted")
+    await consumer.start()
+    seen: list[dict[str, int]] = []
+    deadline = time.monotonic() + timeout
+    try:
+        while len(seen) < expect and time.monotonic() < deadline:
+            for batch in (await consumer.getmany(timeout_ms=500, max_records=10000)).values():
+                for m in batch:
+                    d = orjson.loads(m.value)
+                    seen.append({"emit": d["ts_emit_ns"], "recv": d["ts_recv_ns"], "ok": d["checksum_ok"]})
+    finally:
+        await consumer.stop()
+    if len(seen) < expect:
+        raise SystemExit(f"only {len(seen)} of {expect} deltas within {timeout:.0f} s")
+    return seen
+
+
+class Broker:
+    """The bench's broker for one phase: a fresh Apache Kafka node or embedded broker."""
+
+    def __init__(self, kind: str, tmp: Path, name: str) -> None:
+        self.kind = kind
+        if kind == "kafka":
+            self.kafka = start_kafka(tmp / f"kafka-{name}", nodes=1, log=tmp)
+            self.bootstrap, self.profile = self.kafka.bootstrap, "apache-kafka"
+        else:
+            port = free_port()
+            self.proc = start_broker("127.0.0.1", port, tmp / f"broker-{name}.log")
+            self.bootstrap, self.profile = f"127.0.0.1:{port}", "embedded"
+
+    def terminate(self) -> None:
+        if self.kind == "kafka":
+            self.kafka.close()
+        else:
+            self.proc.terminate()
+
+
+def cluster(kind: str, tmp: Path, name: str, guarantee: str, symbols: list[str], depth: int,
+            partitions: int = 8, sensor: bool = False) -> tuple[Broker, dict[str, str], Settings]:
+    """A fresh broker with krakenflow's topics, and the environment for workers on it (subscribed to
+    the bench's pairs at its depth: a worker refuses frames of pairs its cluster does not subscribe)."""
+    broker = Broker(kind, tmp, f"{name}-{guarantee}")
+    env = dict(os.environ, KRAKENFLOW_BROKER=f"kafka://{broker.bootstrap}", KRAKENFLOW_INGEST="off",
+               KRAKENFLOW_APP_ID=f"bench-{uuid.uuid4().hex[:6]}", KRAKENFLOW_DATA_DIR=str(tmp / f"data-{name}"),
+               KRAKENFLOW_RAW_PARTITIONS=str(partitions), KRAKENFLOW_BROKER_PROFILE=broker.profile,
+               KRAKENFLOW_PROCESSING_GUARANTEE=guarantee, KRAKENFLOW_PAIRS=",".join(symbols),
+               KRAKENFLOW_DEPTH=str(depth),
+               # like the no-op agent, no Faust sensor (it costs ~25 % per event; --faust-sensor measures it)
+               KRAKENFLOW_FAUST_SENSOR="1" if sensor else "0")
+    os.environ.update(env)
+    settings = Settings.from_env()
+    asyncio.run(ensure_topics(settings))
+    return broker, env, settings
+
+
+def worker(env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
+    env = dict(env, KRAKENFLOW_WEB_PORT=str(free_port()))
+    return subprocess.Popen([str(BIN / "faust"), "-A", "app", "worker", "-l", "info"], cwd=ROOT, env=env,
+                            stdout=open(log, "ab"), stderr=subprocess.STDOUT)
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of a process so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+
+
+def rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def wait_for_result(path: Path, timeout: float = 300) -> dict[str, int]:
+    """A child's JSON result file (written to a temporary name, then renamed)."""
+    deadline = time.monotonic() + timeout
+    while not path.exists():
+        if time.monotonic() > deadline:
+            raise SystemExit(f"{path.name} did not appear within {timeout:.0f} s")
+        time.sleep(0.2)  # polling for a child's result file
+    result: dict[str, int] = orjson.loads(path.read_bytes())
+    return result
+
+
+def write_result(path: Path, result: dict[str, int]) -> None:
+    partial = path.with_suffix(".partial")
+    partial.write_bytes(orjson.dumps(result))
+    partial.replace(path)
+
+
+def percentiles(values: list[float], points: Iterator[float] | tuple[float, ...]) -> dict[float, float]:
+    ordered = sorted(values)
+    return {p: ordered[min(len(ordered) - 1, int(len(ordered) * p))] for p in points}

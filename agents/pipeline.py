@@ -11,6 +11,7 @@ from typing import Any
 from aiokafka.errors import KafkaError
 
 from agents.catchup import read_range
+from agents.commits import PartitionCommits
 from agents.transactions import Fenced, Transactions
 from app.kafka_writer import BatchWriter, TimedRecord
 from app.security import kafka_client_config
@@ -57,6 +58,8 @@ class BookPipeline:
         self._assigned_at: float | None = None
         self._resumed: set[int] = set()  # partitions whose first event since assignment was seen
         self._done: dict[int, int] = {}  # raw partition -> last offset whose effects are stored
+        self._seen: dict[int, int] = {}  # raw partition -> last offset processed (its commit may be in flight)
+        self.commits = PartitionCommits(self._commit)
         self._fenced: set[int] = set()  # partitions another worker's transactions took over
         self._assigned: set[int] = set()  # raw partitions of the current assignment
         self._lost: set[int] = set()  # partitions whose unprocessed records retention removed
@@ -88,7 +91,13 @@ class BookPipeline:
     async def handle(self, records: Sequence[Any]) -> None:
         """One batch of raw records (``.partition .offset .key .value .headers``: aiokafka's records, or
         Faust's messages): each partition's share is processed and committed on its own (under
-        exactly-once, one transaction per partition)."""
+        exactly-once, one transaction per partition).
+
+        The commits do not hold up the next batch: each partition's go to its group commit
+        (:mod:`agents.commits`), concurrent with the other partitions' and with further processing, in
+        order. The caller may ack a batch while its commit is in flight: after a crash the stored
+        watermark, not the group offset, says where processing resumes.
+        """
         async with self._lock:
             await self._ensure_started()
             by_partition: dict[int, list[Any]] = {}
@@ -105,7 +114,7 @@ class BookPipeline:
                 for message in share:
                     if partition not in self._resumed:
                         self._resume(partition)
-                    last = processed.get(partition, self._done.get(partition))
+                    last = processed.get(partition, self._seen.get(partition, self._done.get(partition)))
                     if last is not None:
                         if message.offset <= last:
                             self.replayed += 1  # its effects are stored (committed) already
@@ -115,16 +124,34 @@ class BookPipeline:
                     self._process(read_raw(message.value, message.key, partition, message.offset, message.headers),
                                   out)
                     processed[partition] = message.offset
-                await self._commit(partition, out, processed)
+                if processed:
+                    self._seen.update(processed)
+                # now, before the next batch changes the pairs: the table records of this batch's state
+                await self.commits.add(partition, out, processed, self._prepare(partition, out, processed))
             self.events += len(records)
             if self._assigned_at is not None:
                 self.recovery_seconds = time.monotonic() - self._assigned_at
                 self._assigned_at = None
             self.batches += 1
 
-    async def _commit(self, partition: int, out: list[Output], processed: dict[int, int]) -> None:
-        """Deliver a partition's outputs and store its pairs' changes: in one transaction under exactly-
-        once, else outputs first, then the changelog, then RocksDB."""
+    async def _settle(self) -> None:
+        """Wait for the commits in flight. One that failed leaves the in-memory state ahead of the
+        table: everything is then forgotten and restored from the table (what committed) on next use."""
+        try:
+            await self.commits.settle()
+        except Exception:
+            self._reset()
+            raise
+
+    def _reset(self) -> None:
+        self.processor.forget()
+        self.store.forget()
+        self._resumed.clear()
+        self._seen.clear()
+        self._done.clear()
+
+    def _prepare(self, partition: int, out: list[Output], processed: dict[int, int]) -> dict[int, list[Any]]:
+        """The table records of a partition's batch, from its pairs as they stand now."""
         self._publish_precisions()
         states = [st for st in self.processor.pairs.values() if st.last_partition == partition]
         deltas = [o.record for o in out if isinstance(o.record, BookDeltaRecord)]
@@ -132,12 +159,16 @@ class BookPipeline:
             if delta.checksum_ok is False:
                 log.warning("%s seq %d (raw %d/%d): checksum mismatch; resyncing", delta.exchange_symbol, delta.seq,
                             delta.raw_partition, delta.raw_offset)
+        return self.store.changes(states, deltas, processed, self.processor.lock_generations)
+
+    async def _commit(self, partition: int, out: list[Output], processed: dict[int, int],
+                      changes: dict[int, list[Any]]) -> None:
+        """Deliver a partition's outputs and store its pairs' changes: in one transaction under exactly-
+        once, else outputs first, then the changelog, then RocksDB."""
         if self.transactions is None:
             await self._deliver(out)
-            changes = self.store.changes(states, deltas, processed, self.processor.lock_generations)
             self.store.apply(changes, await self._log_changes(changes))
         else:
-            changes = self.store.changes(states, deltas, processed, self.processor.lock_generations)
             if not out and not changes:
                 return
             try:
@@ -157,6 +188,7 @@ class BookPipeline:
         self.processor.forget([s for s, st in self.processor.pairs.items() if st.last_partition == partition])
         self.store.forget()
         self._resumed.discard(partition)
+        self._seen.pop(partition, None)
         self._done.pop(partition, None)
 
     def _by_topic(self, out: list[Output]) -> dict[str, list[TimedRecord]]:
@@ -187,7 +219,8 @@ class BookPipeline:
                         processed: dict[int, int]) -> None:
         """Process raw records ``start``..``end - 1`` of ``partition``, read directly: the consumer group
         resumed past the stored watermark (a takeover), or skipped records (seen after rebalances)."""
-        if partition in self._done and start == self._done[partition] + 1 and partition not in processed:
+        stored = self._seen.get(partition, self._done.get(partition))
+        if stored is not None and start == stored + 1 and partition not in processed:
             log.warning("raw partition %d resumes at offset %d but the books table holds offsets up to %d: "
                         "processing the %d records in between first", partition, end, start - 1, end - start)
         else:
@@ -216,7 +249,7 @@ class BookPipeline:
         if not out:
             return
         by_topic = self._by_topic(out)
-        backoff = Backoff(base=0.2, cap=10.0)
+        backoff: Backoff | None = None  # made on the first failure (its random generator seeds from the OS)
         while True:
             try:
                 futures = []
@@ -226,6 +259,7 @@ class BookPipeline:
                 return
             except KafkaError as exc:
                 self.delivery_retries += 1
+                backoff = backoff or Backoff(base=0.2, cap=10.0)
                 delay = backoff.next_delay()
                 log.warning("output delivery failed (%s); retrying in %.1f s", exc, delay)
                 await asyncio.sleep(delay)
@@ -233,7 +267,7 @@ class BookPipeline:
     async def _log_changes(self, changes: dict[int, list[Any]]) -> dict[int, int | None]:
         """Write the store's changes to the changelog (at least once), retrying until the broker has
         them: the store counts them as written already, so giving up would let RocksDB drift."""
-        backoff = Backoff(base=0.2, cap=10.0)
+        backoff: Backoff | None = None
         topic = self.store.changelog_topic()
         while True:
             try:
@@ -243,6 +277,7 @@ class BookPipeline:
                 return {p: futures[-1].result().offset for p, futures in sent.items()}  # type: ignore[attr-defined]
             except KafkaError as exc:
                 self.delivery_retries += 1
+                backoff = backoff or Backoff(base=0.2, cap=10.0)
                 delay = backoff.next_delay()
                 log.warning("changelog write failed (%s); retrying in %.1f s", exc, delay)
                 await asyncio.sleep(delay)
@@ -257,13 +292,14 @@ class BookPipeline:
         async with self._lock:
             if not self._started:
                 return
+            await self._settle()
             partitions = {st.last_partition for st in self.processor.pairs.values() if st.last_partition >= 0}
             for partition in sorted(partitions - self._fenced):
                 out: list[Output] = []
                 self.processor.tick(out, [st for st in self.processor.pairs.values()
                                           if st.last_partition == partition])
                 if out:
-                    await self._commit(partition, out, {})
+                    await self._commit(partition, out, {}, self._prepare(partition, out, {}))
 
     async def on_rebalance(self, assigned: bool, partitions: Iterable[int] = ()) -> None:
         """Partitions moved: every pair is restored from the table when next seen.
@@ -274,11 +310,12 @@ class BookPipeline:
         aborts a previous owner's open transaction (a killed worker's) and fences it, if it lives on.
         """
         async with self._lock:
-            self.processor.forget()
-            self.store.forget()
-            self._resumed.clear()
+            try:
+                await self._settle()  # the last batch's commits, before its partitions may move
+            except Exception as exc:  # state is reset below anyway
+                log.warning("a book batch did not commit before the rebalance: %r", exc)
+            self._reset()
             self._fenced.clear()
-            self._done.clear()
             self._assigned = set(partitions) if assigned else set()
             self._lost.clear()
             if self.transactions is not None:
@@ -305,7 +342,12 @@ class BookPipeline:
         except TimeoutError:
             log.warning("the batch in flight did not commit within %.0f s; stopping without it", timeout)
         else:
-            self._lock.release()
+            try:
+                await asyncio.wait_for(self._settle(), timeout)
+            except Exception as exc:  # a timeout too
+                log.warning("the last batch did not commit before the stop (%r); the next owner redoes it", exc)
+            finally:
+                self._lock.release()
         if self.transactions is not None:
             await self.transactions.close()
         if self._started:

@@ -4,16 +4,16 @@ Faust's consumer hands every record to the streams one at a time: per record a t
 ``asyncio.wait`` (``wait_first``), the conductor's lock, the topic's decode and queue, the stream's
 iteration, its processors and an ack, about 70 us, which is the book worker's ceiling (the book work is
 ~10 us a frame). The consumer here (mixed into both profiles' transports, :mod:`app.profile`) drains
-differently for the topics that have a :class:`BatchChannel`: what one fetch returned for a partition
-goes to the channel as one :class:`Batch`, the agent processes it and says so, and the consumer then
-acks every record of it in one step. Records of every other topic (changelogs in recovery, trades for
+differently for the topics that have a :class:`BatchChannel`: what one fetch returned for the topic,
+every partition's records, goes to the channel as one :class:`Batch`, the agent processes it and says
+so, and the consumer then acks every record of it in one step. Records of every other topic (changelogs in recovery, trades for
 the candles, the control topic) take Faust's own path unchanged.
 
 Semantics kept: offsets are acked only after the agent finished the batch (Faust commits acked offsets
 as before), a rebalance (``suspend_flow``) stops the wait for a batch in flight, offsets below the read
 offset are dropped as Faust drops them, gaps are registered for the commit, and Faust's stall detection
 sees the partition as processed. A batch whose processing raised is not acked: the partition is sought
-back to the batch's first offset so the restarted agent gets it again.
+back to its first offset in the batch, so the restarted agent gets it again.
 """
 
 from __future__ import annotations
@@ -28,13 +28,12 @@ log = logging.getLogger("krakenflow.batching")
 
 
 class Batch:
-    """The records one fetch returned for one partition, in offset order (aiokafka ConsumerRecords:
-    ``.partition .offset .key .value .headers``)."""
+    """The records one fetch returned for a topic, each partition's in offset order (aiokafka
+    ConsumerRecords: ``.partition .offset .key .value .headers``)."""
 
-    __slots__ = ("_done", "records", "tp")
+    __slots__ = ("_done", "records")
 
-    def __init__(self, tp: Any, records: Sequence[Any], done: asyncio.Future[None]) -> None:
-        self.tp = tp
+    def __init__(self, records: Sequence[Any], done: asyncio.Future[None]) -> None:
         self.records = records
         self._done = done
 
@@ -57,10 +56,10 @@ class BatchChannel:
         self.batches = 0
         self.records = 0
 
-    async def deliver(self, tp: Any, records: Sequence[Any]) -> None:
+    async def deliver(self, records: Sequence[Any]) -> None:
         """Hand ``records`` to the agent and wait until it processed them (its error is raised here)."""
         done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        await self._queue.put(Batch(tp, records, done))
+        await self._queue.put(Batch(records, done))
         await done
         self.batches += 1
         self.records += len(records)
@@ -82,8 +81,8 @@ class BatchDrainMixin:
     """Mixed into a Faust aiokafka ``Consumer``: the drain loop described in the module docstring.
 
     It uses the base consumer's offset bookkeeping (``_read_offset``, ``_acked``, ``_acked_index``,
-    ``_committed_offset``, ``_n_acked``, ``_add_gap``) the way Faust's own drain loop and ``ack`` do;
-    ``tests/integration/test_batch_drain.py`` pins it against the installed Faust.
+    ``_committed_offset``, ``_n_acked``, ``_add_gap``) the way Faust's own drain loop and ``ack`` do
+    (faust-streaming 0.15); ``tests/e2e/test_pipeline.py`` checks that every record takes this path.
     """
 
     async def _drain_messages(self, fetcher: Any) -> None:
@@ -97,7 +96,6 @@ class BatchDrainMixin:
         fetcher_should_stop = fetcher._stopped.is_set
         read_offset = this._read_offset
         acks_enabled_for = this.app.topics.acks_enabled_for
-        monitor = this.app.monitor
         try:
             while not (consumer_should_stop() or fetcher_should_stop()):
                 records, active = await this._wait_next_records(1.0)
@@ -108,6 +106,9 @@ class BatchDrainMixin:
                     await this.perform_seek()  # a rebalance began: back to the committed offsets
                     continue
                 generation = this.app.consumer_generation_id
+                # the fetch's records of the channels' topics, every partition in one batch (the agent
+                # commits the partitions concurrently), and Faust's own path for the other topics
+                taken: dict[str, list[tuple[Any, list[Any]]]] = {}
                 for tp, batch in records.items():
                     if not this.flow_active or this.app.consumer_generation_id != generation:
                         break  # a rebalance began while this fetch was handled
@@ -121,29 +122,18 @@ class BatchDrainMixin:
                     first = batch[0].offset
                     if r_offset and first - r_offset > 1 and acks_enabled_for(tp.topic):
                         await this._add_gap(tp, r_offset + 1, first)
-                    channel = channels.get(tp.topic)
-                    if channel is None:
-                        if not await self._per_record(tp, batch, callback):
-                            break
-                        continue
-                    monitor.track_tp_end_offset(tp, this.highwater(tp))
-                    delivery = channel.deliver(tp, batch)
-                    try:
-                        waited = await this.wait_first(delivery, this.suspend_flow.wait())
-                    except Exception as exc:  # the agent raised: nothing acked, the batch comes again
-                        log.warning("%s: the batch at %d..%d was not processed (%r); fetching it again",
-                                    tp, first, batch[-1].offset, exc)
-                        await this.seek(tp, first)
-                        read_offset[tp] = None
+                    if tp.topic in channels:
+                        taken.setdefault(tp.topic, []).append((tp, batch))
+                    elif not await self._per_record(tp, batch, callback):
                         break
-                    if delivery not in waited.done:  # a rebalance or a stop: nothing acked, the fetch is void
+                for topic, parts in taken.items():
+                    if not this.flow_active or this.app.consumer_generation_id != generation:
                         break
-                    self._ack_all(tp, batch)
-                    read_offset[tp] = batch[-1].offset
-                    monitor.stream_inbound_time[tp] = monotonic()  # Faust's stall detection
-                    if this._commit_every is not None and this._n_acked >= this._commit_every:
-                        this._n_acked = 0
-                        await this.commit()
+                    if not await self._deliver(channels[topic], parts):
+                        break
+                if this._commit_every is not None and this._n_acked >= this._commit_every:
+                    this._n_acked = 0
+                    await this.commit()
         except this.consumer_stopped_errors:
             if this.transport.app.should_stop:
                 return
@@ -152,6 +142,32 @@ class BatchDrainMixin:
             if this.transport.app.should_stop:
                 return
             raise
+
+    async def _deliver(self, channel: BatchChannel, parts: list[tuple[Any, list[Any]]]) -> bool:
+        """One batch to the channel's agent, then every record of it acked; False when it was not
+        processed (a rebalance, a stop, or the agent raised: then each partition is sought back)."""
+        this: Any = self
+        monitor = this.app.monitor
+        for tp, _ in parts:
+            monitor.track_tp_end_offset(tp, this.highwater(tp))
+        records = parts[0][1] if len(parts) == 1 else [r for _, batch in parts for r in batch]
+        delivery = channel.deliver(records)
+        try:
+            waited = await this.wait_first(delivery, this.suspend_flow.wait())
+        except Exception as exc:  # the agent raised: nothing acked, the batch comes again
+            log.warning("a batch of %d records was not processed (%r); fetching it again", len(records), exc)
+            for tp, batch in parts:
+                await this.seek(tp, batch[0].offset)
+                this._read_offset[tp] = None
+            return False
+        if delivery not in waited.done:  # a rebalance or a stop: nothing acked, the fetch is void
+            return False
+        now = monotonic()
+        for tp, batch in parts:
+            self._ack_all(tp, batch)
+            this._read_offset[tp] = batch[-1].offset
+            monitor.stream_inbound_time[tp] = now  # Faust's stall detection
+        return True
 
     async def _per_record(self, tp: Any, batch: Sequence[Any], callback: Any) -> bool:
         """Faust's own path for a topic without a channel; False when a rebalance stopped it."""

@@ -66,6 +66,7 @@ class Settings:
     resync_min_interval: float = 5.0
     snapshot_interval_ms: int = 1000
     snapshot_levels: int = 10
+    fetch_max_wait_ms: int = 10  # the worker consumer's fetch wait on Apache Kafka (Faust's is 1500: app/profile.py)
     native: bool = True  # the native book core (native/, Rust) when it is built; 0: the pure-Python engine
     batch_drain: bool = True  # whole fetched batches to the book agent (app/batching.py); 0: Faust's stream
     batch_max: int = 2000  # with batch_drain 0: take_events' batch size and window

@@ -8,8 +8,9 @@ import os
 import subprocess
 import sys
 import time
+import urllib.request
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import orjson
@@ -94,8 +95,10 @@ async def preload(settings: Settings, records: Frames, rate: float = 0) -> None:
         await writer.stop()
 
 
-async def read_deltas(settings: Settings, expect: int, committed: bool, timeout: float = 300) -> list[dict[str, int]]:
-    """``expect`` deltas from the beginning (emit and receive times, checksum state)."""
+async def read_deltas(settings: Settings, expect: int, committed: bool, timeout: float = 300,
+                      progress: Callable[[int], None] | None = None) -> list[dict[str, int]]:
+    """``expect`` deltas from the beginning (emit, receive and read times, checksum state); ``progress``
+    is called with the count read so far after every fetch."""
     consumer = AIOKafkaConsumer(settings.topic("book.deltas"), bootstrap_servers=settings.kafka_bootstrap,
                                 enable_auto_commit=False, auto_offset_reset="earliest",
                                 isolation_level="read_committed" if committed else "read_uncommitted")
@@ -105,9 +108,12 @@ async def read_deltas(settings: Settings, expect: int, committed: bool, timeout:
     try:
         while len(seen) < expect and time.monotonic() < deadline:
             for batch in (await consumer.getmany(timeout_ms=500, max_records=10000)).values():
+                now = time.time_ns()
                 for m in batch:
                     d = orjson.loads(m.value)
-                    seen.append({"emit": d["ts_emit_ns"], "recv": d["ts_recv_ns"], "ok": d["checksum_ok"]})
+                    seen.append({"emit": d["ts_emit_ns"], "recv": d["ts_recv_ns"], "ok": d["checksum_ok"], "read": now})
+            if progress is not None:
+                progress(len(seen))
     finally:
         await consumer.stop()
     if len(seen) < expect:
@@ -153,10 +159,26 @@ def cluster(kind: str, tmp: Path, name: str, guarantee: str, symbols: list[str],
     return broker, env, settings
 
 
-def worker(env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
-    env = dict(env, KRAKENFLOW_WEB_PORT=str(free_port()))
-    return subprocess.Popen([str(BIN / "faust"), "-A", "app", "worker", "-l", "info"], cwd=ROOT, env=env,
-                            stdout=open(log, "ab"), stderr=subprocess.STDOUT)
+class Worker(subprocess.Popen[bytes]):
+    """A ``faust -A app worker`` process and the port of its web views and ``/metrics``."""
+
+    def __init__(self, env: dict[str, str], log: Path) -> None:
+        self.web_port = free_port()
+        super().__init__([str(BIN / "faust"), "-A", "app", "worker", "-l", "info"], cwd=ROOT,
+                         env=dict(env, KRAKENFLOW_WEB_PORT=str(self.web_port)), stdout=open(log, "ab"),  # noqa: SIM115
+                         stderr=subprocess.STDOUT)
+
+    def metric(self, name: str) -> float:
+        """A sample's value from the worker's ``/metrics`` (0 when absent)."""
+        with urllib.request.urlopen(f"http://127.0.0.1:{self.web_port}/metrics", timeout=5) as response:
+            for line in response.read().decode().splitlines():
+                if line.startswith(name + " "):
+                    return float(line.split()[1])
+        return 0.0
+
+
+def worker(env: dict[str, str], log: Path) -> Worker:
+    return Worker(env, log)
 
 
 def cpu_seconds(pid: int) -> float:

@@ -39,9 +39,13 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from aiokafka import AIOKafkaConsumer  # noqa: E402
+
+from app.settings import Settings  # noqa: E402
 from bench.harness import (  # noqa: E402
     BIN,
     Market,
+    Worker,
     cluster,
     cpu_seconds,
     percentiles,
@@ -61,26 +65,36 @@ def throughput(args: argparse.Namespace, tmp: Path, guarantee: str, workers: int
     market = Market(args.pairs, args.depth, 1)
     broker, env, settings = cluster(args.broker, tmp, f"throughput{workers}", guarantee, market.symbols, args.depth,
                                     sensor=args.faust_sensor)
-    procs = [worker(env, tmp / f"worker-{guarantee}-{workers}-{i}.log") for i in range(workers)]
     committed = COMMITTED[args.broker]
     result: dict[str, float] = {}
+    procs: list[Worker] = []
     try:
-        start = market.start()
-        asyncio.run(preload(settings, start))
-        asyncio.run(read_deltas(settings, args.pairs, committed))  # every worker assigned, every book live
-        cpu0 = sum(cpu_seconds(p.pid) for p in procs)
-        updates = market.updates(args.frames)
-        asyncio.run(preload(settings, updates))
-        deltas = asyncio.run(read_deltas(settings, args.pairs + len(updates), committed))[args.pairs:]
+        # everything in the topic first: the workers then run as fast as they can (catch-up)
+        start, updates = market.start(), market.updates(args.frames)
+        asyncio.run(preload(settings, start + updates))
+        procs = [worker(env, tmp / f"worker-{guarantee}-{workers}-{i}.log") for i in range(workers)]
+        marks: list[float] = []
+
+        def progress(count: int) -> None:  # the workers' CPU when the first update's delta is read
+            if not marks and count > args.pairs:
+                marks.append(sum(cpu_seconds(p.pid) for p in procs))
+
+        deltas = asyncio.run(read_deltas(settings, args.pairs + len(updates), committed, progress=progress))[args.pairs:]
+        cpu0 = marks[0]
         cpu = sum(cpu_seconds(p.pid) for p in procs) - cpu0
         emits = sorted(d["emit"] for d in deltas)
         result["rate"] = (len(emits) - 1) / ((emits[-1] - emits[0]) / 1e9)
         result["cpu_per_100k"] = cpu / len(updates) * 100_000
         bad = sum(1 for d in deltas if not d["ok"])
+        events = sum(p.metric("krakenflow_worker_events_total") for p in procs)
+        batches = sum(p.metric("krakenflow_worker_batches_total") for p in procs)
+        result["batch"] = events / batches if batches else 0.0
         print(f"book worker x{workers} ({guarantee}): {len(deltas)} deltas at {result['rate']:,.0f} frames/s, "
-              f"{result['cpu_per_100k']:.2f} CPU-s per 100k frames, {bad} checksum failures", flush=True)
+              f"{result['cpu_per_100k']:.2f} CPU-s per 100k frames, {result['batch']:.0f} records per batch, "
+              f"{bad} checksum failures", flush=True)
         for p in procs:
             p.terminate()
+            p.wait()
         if peers:
             total = len(start) + len(updates)
             result["noop"] = peer(tmp, env, "faust-noop", total, settings.raw_topic, broker.bootstrap)
@@ -116,27 +130,60 @@ def peer(tmp: Path, env: dict[str, str], kind: str, expect: int, topic: str, boo
     return rate
 
 
-def latency(args: argparse.Namespace, tmp: Path, guarantee: str) -> dict[float, float]:
+def latency(args: argparse.Namespace, tmp: Path, guarantee: str) -> dict[str, dict[float, float]]:
+    """Percentiles of receive -> delta emitted (the worker's stamp) and receive -> delta read by a
+    consumer (``read_committed`` on Apache Kafka: after its transaction commits), and of the broker
+    alone (receive -> the raw record read by a plain consumer): the floor under both."""
     market = Market(args.pairs, args.depth, 2)
     broker, env, settings = cluster(args.broker, tmp, "latency", guarantee, market.symbols, args.depth,
                                     sensor=args.faust_sensor)
     proc = worker(env, tmp / f"worker-latency-{guarantee}.log")
     committed = COMMITTED[args.broker]
     try:
+        start = market.start()  # before the updates: the snapshots are of the market as it stands
         updates = market.updates(int(args.rate * args.seconds))
-        asyncio.run(preload(settings, market.start()))
+        asyncio.run(preload(settings, start))
         asyncio.run(read_deltas(settings, args.pairs, committed))  # the worker is up and every book is live
-        asyncio.run(preload(settings, updates, rate=args.rate))
-        deltas = asyncio.run(read_deltas(settings, args.pairs + len(updates), committed))[args.pairs:]
-        lat = [(d["emit"] - d["recv"]) / 1e6 for d in deltas]
-        points = percentiles(lat, (0.5, 0.9, 0.99, 0.999, 1.0))
-        print(f"latency ({guarantee}) at {args.rate:.0f} frames/s offered, receive -> delta emitted: "
-              + ", ".join(f"p{p * 100:g} {v:.1f} ms" for p, v in points.items()) + f" ({len(lat)} deltas)", flush=True)
-        return points
+
+        async def offered() -> tuple[list[dict[str, int]], list[float]]:
+            reading = asyncio.ensure_future(read_deltas(settings, args.pairs + len(updates), committed))
+            raw = asyncio.ensure_future(raw_latencies(settings, len(start), len(updates)))
+            await preload(settings, updates, rate=args.rate)
+            return (await reading)[args.pairs:], await raw
+
+        deltas, floor = asyncio.run(offered())
+        figures = {"emitted": [(d["emit"] - d["recv"]) / 1e6 for d in deltas],
+                   "read": [(d["read"] - d["recv"]) / 1e6 for d in deltas], "broker": floor}
+        result = {}
+        for name, values in figures.items():
+            points = result[name] = percentiles(values, (0.5, 0.9, 0.99, 0.999, 1.0))
+            print(f"latency ({guarantee}) at {args.rate:.0f} frames/s offered, receive -> {name}: "
+                  + ", ".join(f"p{p * 100:g} {v:.1f} ms" for p, v in points.items()), flush=True)
+        return result
     finally:
         proc.terminate()
         proc.wait()
         broker.terminate()
+
+
+async def raw_latencies(settings: Settings, skip: int, count: int) -> list[float]:
+    """ms from each offered raw record's stamp to a plain consumer reading it (the broker's share)."""
+    consumer = AIOKafkaConsumer(settings.raw_topic, bootstrap_servers=settings.kafka_bootstrap,
+                                auto_offset_reset="earliest", enable_auto_commit=False)
+    await consumer.start()
+    out: list[float] = []
+    seen = 0
+    try:
+        while len(out) < count:
+            for batch in (await consumer.getmany(timeout_ms=500)).values():
+                now = time.time_ns()
+                for m in batch:
+                    seen += 1
+                    if seen > skip:
+                        out.append((now - int(dict(m.headers)["recv_ns"])) / 1e6)
+    finally:
+        await consumer.stop()
+    return out
 
 
 def memory(args: argparse.Namespace, tmp: Path, guarantee: str) -> float:
@@ -170,12 +217,10 @@ def memory(args: argparse.Namespace, tmp: Path, guarantee: str) -> float:
         broker.terminate()
 
 
-async def wait_processed(settings: object, count: int, committed: bool) -> None:
+async def wait_processed(settings: Settings, count: int, committed: bool) -> None:
     """Until the deltas topic holds ``count`` records (end offsets summed)."""
-    from aiokafka import AIOKafkaConsumer, TopicPartition
+    from aiokafka import TopicPartition
 
-    from app.settings import Settings
-    assert isinstance(settings, Settings)
     consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap,
                                 isolation_level="read_committed" if committed else "read_uncommitted")
     await consumer.start()
@@ -203,8 +248,11 @@ def run(args: argparse.Namespace) -> None:
                    ratio_vs_quix_book=f"{one['rate'] / one['quix_book']:.2f}",
                    ratio_vs_quix_noop=f"{one['rate'] / one['quix_noop']:.2f}")
     lat = latency(args, tmp, first)
-    fig.update(p50_ms=f"{lat[0.5]:.1f}", p99_ms=f"{lat[0.99]:.1f}", p999_ms=f"{lat[0.999]:.1f}",
-               max_ms=f"{lat[1.0]:.1f}", cpu_s_per_100k=f"{one['cpu_per_100k']:.2f}")
+    emitted, read, floor = lat["emitted"], lat["read"], lat["broker"]
+    fig.update(p50_ms=f"{emitted[0.5]:.1f}", p99_ms=f"{emitted[0.99]:.1f}", p999_ms=f"{emitted[0.999]:.1f}",
+               max_ms=f"{emitted[1.0]:.1f}", p50_ms_read=f"{read[0.5]:.1f}", p99_ms_read=f"{read[0.99]:.1f}",
+               p50_ms_broker=f"{floor[0.5]:.1f}", p99_ms_broker=f"{floor[0.99]:.1f}",
+               cpu_s_per_100k=f"{one['cpu_per_100k']:.2f}", records_per_batch=f"{one['batch']:.0f}")
     if "scaling" not in skip:
         two = throughput(args, tmp, first, workers=2)
         fig.update(frames_per_s_2w=f"{two['rate']:.0f}", cpu_s_per_100k_2w=f"{two['cpu_per_100k']:.2f}")
@@ -217,7 +265,8 @@ def run(args: argparse.Namespace) -> None:
         alo = throughput(args, tmp, "at_least_once")
         alo_lat = latency(args, tmp, "at_least_once")
         fig.update(frames_per_s_alo=f"{alo['rate']:.0f}", exactly_once_cost=f"{1 - one['rate'] / alo['rate']:.2f}",
-                   p50_ms_alo=f"{alo_lat[0.5]:.1f}", p99_ms_alo=f"{alo_lat[0.99]:.1f}")
+                   p50_ms_alo=f"{alo_lat['emitted'][0.5]:.1f}", p99_ms_alo=f"{alo_lat['emitted'][0.99]:.1f}",
+                   p50_ms_read_alo=f"{alo_lat['read'][0.5]:.1f}", p99_ms_read_alo=f"{alo_lat['read'][0.99]:.1f}")
         if "peers" not in skip:
             fig["ratio_alo"] = f"{alo['rate'] / one['noop']:.2f}"
     print("RESULT " + " ".join(f"{k}={v}" for k, v in fig.items()))

@@ -12,7 +12,7 @@ every frame of that pair. Keys:
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass, fields
 from typing import Any
 
 import orjson
@@ -64,7 +64,8 @@ _META_FIELDS = tuple(f.name for f in fields(Meta))
 
 
 def encode_meta(meta: Meta) -> bytes:
-    return orjson.dumps({"v": VERSION, **asdict(meta)})
+    # a shallow dict (orjson writes the nested lists and dicts): asdict's deep copy cost ~100 us a record
+    return orjson.dumps({"v": VERSION, **{name: getattr(meta, name) for name in _META_FIELDS}})
 
 
 def decode_meta(value: bytes) -> Meta:

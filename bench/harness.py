@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import orjson
-from aiokafka import AIOKafkaConsumer
+from aiokafka import AIOKafkaConsumer, TopicPartition
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -214,3 +214,13 @@ def write_result(path: Path, result: dict[str, int]) -> None:
 def percentiles(values: list[float], points: Iterator[float] | tuple[float, ...]) -> dict[float, float]:
     ordered = sorted(values)
     return {p: ordered[min(len(ordered) - 1, int(len(ordered) * p))] for p in points}
+
+
+async def assigned(consumer: AIOKafkaConsumer, timeout: float = 30) -> list[TopicPartition]:
+    """The partitions a group-less consumer subscribed to one topic was given (once its metadata is in)."""
+    deadline = time.monotonic() + timeout
+    while not consumer.assignment():
+        if time.monotonic() > deadline:
+            raise SystemExit("the consumer was given no partitions")
+        await asyncio.sleep(0.1)  # polling aiokafka's assignment, made from the first metadata
+    return sorted(consumer.assignment())

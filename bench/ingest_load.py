@@ -18,12 +18,12 @@ import tempfile
 import time
 from pathlib import Path
 
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka import AIOKafkaConsumer
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.harness import BIN, Market, cluster, rss_mb  # noqa: E402
+from bench.harness import BIN, Market, assigned, cluster, rss_mb  # noqa: E402
 from sim import render  # noqa: E402
 from tests.processes import free_port  # noqa: E402
 
@@ -37,10 +37,10 @@ def capture(path: Path, market: Market, frames: int) -> int:
 
 
 async def landed(bootstrap: str, topic: str, total: int, pid: int, timeout: float = 300) -> dict[str, float]:
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap)
+    consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap)
     await consumer.start()
     try:
-        tps = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or ()]
+        tps = await assigned(consumer)
         first_at = None
         warm = 0.0
         deadline = time.monotonic() + timeout

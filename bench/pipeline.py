@@ -46,6 +46,7 @@ from bench.harness import (  # noqa: E402
     BIN,
     Market,
     Worker,
+    assigned,
     cluster,
     cpu_seconds,
     percentiles,
@@ -219,14 +220,11 @@ def memory(args: argparse.Namespace, tmp: Path, guarantee: str) -> float:
 
 async def wait_processed(settings: Settings, count: int, committed: bool) -> None:
     """Until the deltas topic holds ``count`` records (end offsets summed)."""
-    from aiokafka import TopicPartition
-
-    consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap,
+    consumer = AIOKafkaConsumer(settings.topic("book.deltas"), bootstrap_servers=settings.kafka_bootstrap,
                                 isolation_level="read_committed" if committed else "read_uncommitted")
     await consumer.start()
     try:
-        topic = settings.topic("book.deltas")
-        tps = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or ()]
+        tps = await assigned(consumer)
         deadline = time.monotonic() + 600
         while sum((await consumer.end_offsets(tps)).values()) < count:
             if time.monotonic() > deadline:

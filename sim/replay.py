@@ -3,7 +3,8 @@
 A capture (``../shared/kraken-captures`` format) already holds the status frame, the acks and the
 data, so the frames go out verbatim once the client sends its first subscribe; later requests are
 not answered (the capture has its own acks). Timing follows the frames' own timestamps (book and
-trade ``timestamp``, ack ``time_out``) divided by ``speed``; ``speed=0`` sends as fast as possible.
+trade ``timestamp``, ack ``time_out``) divided by ``speed``; ``speed=0`` sends as fast as the client
+takes them (the replay waits while the client's send queue is half full, as max-rate mode does).
 """
 
 from __future__ import annotations
@@ -56,4 +57,7 @@ class Replay:
                 await asyncio.sleep((stamp - previous) / 1e9 / self.speed)  # the capture's own pacing
             if stamp is not None:
                 previous = stamp
+            if self.speed == 0:  # as fast as the socket takes it: let the writer drain first
+                while client.queue.qsize() > client.queue.maxsize // 2:
+                    await asyncio.sleep(0.001)
             sim.enqueue(client, line)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 
 from app.factory import create_app
@@ -27,7 +29,10 @@ async def test_apache_kafka_runs_none_of_the_embedded_workarounds() -> None:
     app, consumer = built(APACHE_KAFKA)
     assert [str(u) for u in app.conf.broker] == ["kafka+idempotent://127.0.0.1:9092"]
     assert app.conf.producer_max_batch_size == 16384 and app.conf.producer_compression_type == "zstd"
-    assert consumer._fetch_max_wait_ms == 1500  # Faust's own
+    # not Faust's 1500 ms: a fetch of idle partitions would hold new raw records that long
+    assert consumer._fetch_max_wait_ms == Settings().fetch_max_wait_ms == 10
+    app.parts = dataclasses.replace(app.parts, settings=Settings(fetch_max_wait_ms=25))
+    assert app.consumer._new_consumer_thread()._create_worker_consumer(app.transport)._fetch_max_wait_ms == 25
     assert app.producer._settings_extra() == {"acks": "all", "enable_idempotence": True}
     pipeline = app.parts.pipeline
     assert pipeline.store.single_tail is False

@@ -20,6 +20,7 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -86,9 +87,8 @@ def processor_pass(files: list[list[RawRecord]]) -> tuple[int, int]:
     return messages, ok
 
 
-def sdk_pass(files: list[list[bytes]], depths: list[int]) -> tuple[int, int]:
-    from bench.pks_feed import make_feeder
-
+def _feeder_pass(make_feeder: Any, files: list[list[bytes]], depths: list[int]) -> tuple[int, int]:
+    """Frames and valid checksums of a peer's feeder (``make_feeder(depth) -> (feed, stats)``)."""
     frames = valid = 0
     for lines, depth in zip(files, depths, strict=False):
         feed, stats = make_feeder(depth)
@@ -97,19 +97,18 @@ def sdk_pass(files: list[list[bytes]], depths: list[int]) -> tuple[int, int]:
         frames += stats["frames"]
         valid += stats["valid"]
     return frames, valid
+
+
+def sdk_pass(files: list[list[bytes]], depths: list[int]) -> tuple[int, int]:
+    from bench.pks_feed import make_feeder
+
+    return _feeder_pass(make_feeder, files, depths)
 
 
 def cryptofeed_pass(files: list[list[bytes]], depths: list[int]) -> tuple[int, int]:
     from bench.cryptofeed_feed import make_feeder
 
-    frames = valid = 0
-    for lines, depth in zip(files, depths, strict=False):
-        feed, stats = make_feeder(depth)
-        for raw in lines:
-            feed(raw)
-        frames += stats["frames"]
-        valid += stats["valid"]
-    return frames, valid
+    return _feeder_pass(make_feeder, files, depths)
 
 
 def depth_of(lines: list[bytes]) -> int:

@@ -18,6 +18,15 @@ PAIRS = ["BTC/USD", "ETH/USD", "SOL/USD", "XRP/USD", "DOGE/USD", "ADA/USD", "LTC
 SYMBOLS = {normalize(p) for p in PAIRS}
 
 
+def worker_warnings(c: Cluster) -> str:
+    """The workers' warnings about where partitions resumed (for a failure's message)."""
+    lines = []
+    for path in sorted(c.tmp.glob("*.log")):
+        lines += [f"{path.stem}: {line[:300]}" for line in path.read_text(errors="replace").splitlines()
+                  if ("WARNING" in line or "ERROR" in line) and "producer buffer full" not in line]
+    return "\n".join(lines[-60:])
+
+
 def assert_nothing_lost(c: Cluster) -> list[dict[str, Any]]:
     """Every pair's seq runs 1..n without a gap; repeats are exact duplicates with the same lineage."""
     deltas = c.read("book.deltas")
@@ -31,7 +40,8 @@ def assert_nothing_lost(c: Cluster) -> list[dict[str, Any]]:
         for d in (d for d in deltas if d["symbol"] == symbol):
             first = by_seq.setdefault(d["seq"], d)
             if first is not d:  # re-emitted after a crash: identifiable, identical
-                assert (first["raw_partition"], first["raw_offset"]) == (d["raw_partition"], d["raw_offset"])
+                assert (first["raw_partition"], first["raw_offset"]) == (d["raw_partition"], d["raw_offset"]), \
+                    f"{symbol} seq {d['seq']} from two raw records; the workers said:\n{worker_warnings(c)}"
                 assert (first["bids"], first["asks"]) == (d["bids"], d["asks"])
         assert sorted(by_seq) == list(range(1, len(by_seq) + 1)), f"{symbol}: a seq is missing"
     events = c.read("book.events")

@@ -20,6 +20,7 @@ COPY agents ./agents
 COPY broker ./broker
 COPY cli ./cli
 COPY ingest ./ingest
+COPY krakenflow ./krakenflow
 COPY models ./models
 COPY tables ./tables
 COPY sim ./sim

@@ -12,9 +12,14 @@ import logging
 log = logging.getLogger("krakenflow.worker")
 
 
+#: the supervised tasks, exported at 0 from the start: a counter that first appears at 1 has no increase
+#: for Prometheus, so the first restart would not show in rate() or alerts
+TASKS = ("books", "book_tick", "candles", "ingest_candidate")
+
+
 class TaskRestarts:
     def __init__(self) -> None:
-        self.counts: dict[str, int] = {}
+        self.counts: dict[str, int] = dict.fromkeys(TASKS, 0)
 
     def count(self, task: str) -> int:
         """One more restart of ``task``; how many so far."""

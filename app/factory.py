@@ -23,12 +23,14 @@ from agents.pipeline import BookPipeline
 from agents.supervision import TaskRestarts
 from app import datadir
 from app.batching import BatchChannel
+from app.health import register_health
 from app.market_views import register_market_views
 from app.observability import register_metrics
 from app.security import faust_credentials, kafka_client_config
 from app.settings import Settings
 from app.shutdown import exit_after
 from app.topics import ensure_topics
+from app.ui import register_ui
 from app.views import register_book_views
 from ingest.service import Ingest
 from models import native
@@ -135,8 +137,10 @@ def create_app(settings: Settings | None = None) -> KrakenflowApp:
     pipeline = register_books(app, settings, raw_topic, tables, restarts)
     candles = register_candles(app, settings, restarts)
     register_book_views(app, pipeline, tables.books)
+    register_ui(app, pipeline, tables.books)
     register_market_views(app, pipeline, tables.books, candles)
     ingest = register_ingest(app, settings, restarts)
     register_metrics(app, settings, pipeline, ingest, candles, restarts)
+    register_health(app, settings, pipeline, ingest)
     app.parts = Parts(settings, raw_topic, tables, pipeline, candles, ingest)
     return app

@@ -37,18 +37,25 @@ class Router:
     def __init__(self, app: Any) -> None:
         self.app = app
 
-    async def from_owner(self, web: Web, request: Request, table: str, key: bytes,
-                         topic: Any = None) -> Response | None:
-        """The owner's answer (proxied), a 503 naming the owner when it cannot be reached, or None when
-        this worker owns ``key`` or no owner is known yet (starting up: this worker answers with what it
-        has). Routed by ``table``, or by ``topic``."""
+    def owner_of(self, table: str, key: bytes, topic: Any = None) -> URL | None:
+        """The worker that owns ``key`` (by ``table``, or by ``topic``), or None when it is this one or no
+        owner is known yet (starting up)."""
         app = self.app
         try:
             owner: URL = (app.router.external_topic_key_store(topic, key) if topic is not None
                           else app.router.key_store(table, key))
         except KeyError:  # no assignment known yet
             return None
-        if _ident(owner) == _ident(URL(str(app.conf.canonical_url))):
+        return None if _ident(owner) == _ident(URL(str(app.conf.canonical_url))) else owner
+
+    async def from_owner(self, web: Web, request: Request, table: str, key: bytes,
+                         topic: Any = None) -> Response | None:
+        """The owner's answer (proxied), a 503 naming the owner when it cannot be reached, or None when
+        this worker owns ``key`` or no owner is known yet (starting up: this worker answers with what it
+        has). Routed by ``table``, or by ``topic``."""
+        app = self.app
+        owner = self.owner_of(table, key, topic)
+        if owner is None:
             return None
         host, port = _ident(owner)
         url = request.url.with_host(host).with_port(port)

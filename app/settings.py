@@ -55,6 +55,7 @@ class Settings:
     ingest_release_after: float = 30.0  # seconds of Kafka taking no frame before the ingest lock is given up
     stop_timeout: float = 8.0  # seconds a worker or ingest may take to stop (a gone broker would hang it)
     stale_after: float = 15.0
+    ready_lag: int = 1000  # raw records a worker's partition may be behind and still answer /readyz 200
     ping_interval: float = 30.0  # seconds between Kraken application-level pings on each connection
     ping_timeout: float = 10.0  # seconds a pong may take before the connection counts as dead
     connect_limit: int = 100  # Kraken connects allowed per connect_window (Kraken: about 150 per 10 min per IP)

@@ -1,29 +1,59 @@
 """Web views on every worker: books are served by the worker that owns the pair's partition.
 
-``GET /books/`` lists every pair in the cluster with its state, seq and last update;
+``GET /books/`` lists every pair in the cluster with its state, seq, best levels and last update;
 ``GET /books/{symbol}/?depth=N`` (``BTC-USD``) returns the book, routed to its owner.
 """
 
 from __future__ import annotations
 
+from decimal import Decimal
 from typing import Any
 
 from faust.web import Request, Response, View
 
 from agents.pipeline import BookPipeline
 from app.routing import Router, json_response
+from models.session import PairState
 from models.symbols import to_exchange
+
+
+def pair_row(st: PairState, worker: str) -> dict[str, Any]:
+    """One row of ``GET /books/``."""
+    bid, ask = st.book.best() if st.book is not None else (None, None)
+    spread = str(Decimal(ask[0]) - Decimal(bid[0])) if bid and ask else None  # exact, a decimal string
+    return {
+        "symbol": st.norm, "exchange_symbol": st.symbol, "state": st.state, "seq": st.seq, "epoch": st.epoch,
+        "depth": st.depth, "last_update_ns": st.ts_exchange_ns or None, "last_recv_ns": st.recv_ns or None,
+        "best_bid": list(bid) if bid else None, "best_ask": list(ask) if ask else None, "spread": spread,
+        "checksums_failed": st.checksums_failed, "worker": worker,
+    }
+
+
+def book_body(st: PairState, depth: int) -> dict[str, Any]:
+    """``GET /books/{symbol}/``: the book's top ``depth`` levels per side, with where its stream stands."""
+    book = st.book
+    assert book is not None
+    return {
+        "symbol": st.norm, "exchange_symbol": st.symbol, "state": st.state, "seq": st.seq, "epoch": st.epoch,
+        "depth": st.depth, "checksum": book.checksum(), "bids": book.levels("bids", depth),
+        "asks": book.levels("asks", depth), "ts_exchange_ns": st.ts_exchange_ns,
+    }
+
+
+def parse_depth(request: Request, default: int = 10) -> int | None:
+    try:
+        depth = int(request.query.get("depth", str(default)))
+    except ValueError:
+        return None
+    return depth if depth >= 1 else None
 
 
 def register_book_views(app: Any, pipeline: BookPipeline, books_table: Any) -> None:
     router = Router(app)
 
     def local_pairs() -> list[dict[str, Any]]:
-        return [{
-            "symbol": st.norm, "exchange_symbol": st.symbol, "state": st.state, "seq": st.seq, "epoch": st.epoch,
-            "depth": st.depth, "last_update_ns": st.ts_exchange_ns or None, "last_recv_ns": st.recv_ns or None,
-            "worker": str(app.conf.canonical_url),
-        } for st in pipeline.processor.pairs.values()]
+        worker = str(app.conf.canonical_url)
+        return [pair_row(st, worker) for st in pipeline.processor.pairs.values()]
 
     @app.page("/books/")
     class BookList(View):
@@ -45,16 +75,8 @@ def register_book_views(app: Any, pipeline: BookPipeline, books_table: Any) -> N
                     "error": f"unknown symbol {symbol}: no book for it on this cluster",
                     "hint": "GET /books/ lists the books; symbols are written like BTC-USD", "known_here": known,
                 }, status=404)
-            try:
-                depth = int(request.query.get("depth", "10"))
-                if depth < 1:
-                    raise ValueError
-            except ValueError:
+            depth = parse_depth(request)
+            if depth is None:
                 return json_response(self.web, {
                     "error": f"depth must be a positive integer, got {request.query.get('depth')!r}"}, status=400)
-            book = st.book
-            return json_response(self.web, {
-                "symbol": st.norm, "exchange_symbol": st.symbol, "state": st.state, "seq": st.seq, "epoch": st.epoch,
-                "depth": st.depth, "checksum": book.checksum(), "bids": book.levels("bids", depth),
-                "asks": book.levels("asks", depth), "ts_exchange_ns": st.ts_exchange_ns,
-            })
+            return json_response(self.web, book_body(st, depth))

@@ -13,6 +13,7 @@ import orjson
 from app.topics import OUTPUTS
 
 if TYPE_CHECKING:
+    from app.settings import Settings
     from ingest.service import Ingest
 
 
@@ -80,24 +81,16 @@ def _ingest(args: argparse.Namespace) -> int:
     import asyncio
     import logging
 
-    from prometheus_client import REGISTRY, start_http_server
-
-    from app.metrics import IngestCollector
     from app.settings import Settings
     from ingest.service import Ingest
 
     logging.basicConfig(level=logging.INFO, format="[%(asctime)s] [%(levelname)s] %(name)s: %(message)s")
     settings = Settings.from_env()
-    ingest = Ingest(settings)
-    REGISTRY.register(IngestCollector(ingest))
-    start_http_server(settings.ingest_metrics_port, addr=settings.web_host)  # its own thread
-    logging.getLogger("krakenflow.ingest").info(
-        "metrics at http://%s:%d/metrics", settings.web_host, settings.ingest_metrics_port)
-    asyncio.run(_run_ingest(ingest, settings.stop_timeout))
+    asyncio.run(_run_ingest(Ingest(settings), settings))
     return 0
 
 
-async def _run_ingest(ingest: Ingest, stop_timeout: float) -> None:
+async def _run_ingest(ingest: Ingest, settings: Settings) -> None:
     """Run until SIGTERM or SIGINT, then stop cleanly: the producer flushes what it holds and the lock
     consumer leaves its group, so a standby takes over at once rather than after the session timeout.
     Bounded by ``stop_timeout`` (a gone broker would hang the flush)."""
@@ -105,15 +98,25 @@ async def _run_ingest(ingest: Ingest, stop_timeout: float) -> None:
     import logging
     import signal
 
+    from prometheus_client import CollectorRegistry, PlatformCollector, ProcessCollector
+
+    from app.health import start_ingest_server
+    from app.metrics import IngestCollector
     from app.shutdown import exit_after
 
     log = logging.getLogger("krakenflow.ingest")
     main = asyncio.current_task()
     assert main is not None
+    registry = CollectorRegistry()
+    registry.register(IngestCollector(ingest))
+    ProcessCollector(registry=registry)  # process_resident_memory_bytes and friends, as before
+    PlatformCollector(registry=registry)
+    runner = await start_ingest_server(ingest, settings.web_host, settings.ingest_metrics_port, registry)
+    log.info("metrics, /healthz and /readyz at http://%s:%d/", settings.web_host, settings.ingest_metrics_port)
 
     def stop(signum: int) -> None:
         log.info("%s: stopping (flushing frames, leaving the ingest group)", signal.Signals(signum).name)
-        exit_after(stop_timeout, "the ingest")
+        exit_after(settings.stop_timeout, "the ingest")
         main.cancel()
 
     loop = asyncio.get_running_loop()
@@ -125,6 +128,8 @@ async def _run_ingest(ingest: Ingest, stop_timeout: float) -> None:
         stats = ingest.stats
         log.info("ingest stopped: %d frames delivered, %d not delivered, %d in flight", stats.sent,
                  stats.dropped, stats.in_flight)
+    finally:
+        await runner.cleanup()
 
 
 def _replay(args: argparse.Namespace) -> int:
@@ -144,6 +149,16 @@ def _tail(args: argparse.Namespace) -> int:
     from cli.tail import run
 
     return run(Settings.from_env(), args.topic, args.symbol, args.from_beginning, args.count)
+
+
+def _books(args: argparse.Namespace) -> int:
+    from app.settings import Settings
+    from cli.books import run
+
+    if args.depth < 1:
+        print(f"--depth must be at least 1, got {args.depth}", file=sys.stderr)
+        return 2
+    return run(Settings.from_env(), args.symbols, args.depth, args.books_url)
 
 
 def _broker(args: argparse.Namespace) -> int:
@@ -211,6 +226,13 @@ def build_parser() -> argparse.ArgumentParser:
     tail.add_argument("--from-beginning", action="store_true", help="start at the oldest record")
     tail.add_argument("--count", type=int, default=None, help="stop after this many records")
     tail.set_defaults(func=_tail)
+    books = sub.add_parser("books", help="live order-book ladders in the terminal (from kraken.book.deltas)")
+    books.add_argument("symbols", nargs="+", metavar="SYMBOL", help="BTC-USD or BTC/USD")
+    books.add_argument("--depth", type=int, default=10, help="levels per side shown (default 10)")
+    books.add_argument("--books-url", default=None,
+                       help="a worker's web address to restore books from (default http://127.0.0.1:"
+                            "$KRAKENFLOW_WEB_PORT; '' waits for the next exchange snapshot instead)")
+    books.set_defaults(func=_books)
     brk = sub.add_parser("broker", help="run a local broker: the embedded Tansu (memory only) or Apache Kafka",
                          description="Without --kafka: the embedded Kafka-protocol broker (Tansu, memory only). "
                          "With --kafka: Apache Kafka (KRaft) natively with Java 17+, its jars fetched from "

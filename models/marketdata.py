@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import Any
+from typing import Any, cast
 
 from models.kraken.messages import Ticker, TickerFrame, TradeFrame
 from models.records import EXCHANGE, Record, TickerRecord, TradeGapRecord, TradeRecord, WhaleTradeRecord
@@ -137,7 +137,7 @@ def tickers(frame: TickerFrame, norm_of: Callable[[str], str], market_of: Callab
         ts = rfc3339_ns(t.timestamp)
         market.ticker_ns = ts or lineage.ts_recv_ns or 0
         emit("tickers", norm, TickerRecord(
-            EXCHANGE, norm, t.symbol, **fields, ts_exchange_ns=ts, ts_recv_ns=lineage.ts_recv_ns,
+            EXCHANGE, norm, t.symbol, **cast(dict[str, Any], fields), ts_exchange_ns=ts, ts_recv_ns=lineage.ts_recv_ns,
             raw_partition=lineage.raw_partition, raw_offset=lineage.raw_offset,
         ), ts)
 

@@ -3,6 +3,9 @@
 Field order is the JSON key order on the wire. Prices and quantities are decimal strings; times are
 integer nanoseconds since the epoch (``ts_*_ns``). :func:`encode` is the only serializer of output
 records; :mod:`app.topics` names the topic each class is written to.
+
+Every record ends with ``schema_version``: the version of its shape in the JSON Schemas under
+``schemas/`` (generated from these classes by ``python -m app.schemas``). A change of fields bumps it.
 """
 
 from __future__ import annotations
@@ -39,6 +42,8 @@ class BookDeltaRecord:
     ts_emit_ns: int
     raw_partition: int
     raw_offset: int
+    schema_version: int = 1
+
 
 
 @dataclass(slots=True)
@@ -58,6 +63,8 @@ class BookSnapshotRecord:
     epoch: int
     state: str
     depth: int
+    schema_version: int = 1
+
 
 
 @dataclass(slots=True)
@@ -75,6 +82,8 @@ class BookEventRecord:
     ts_ns: int
     raw_partition: int | None
     raw_offset: int | None
+    schema_version: int = 1
+
 
 
 @dataclass(slots=True)
@@ -96,6 +105,8 @@ class BookMetricRecord:
     checksum_failed: int
     latency_ms_max: float
     latency_ms_mean: float | None
+    schema_version: int = 1
+
 
 
 @dataclass(slots=True)
@@ -109,6 +120,8 @@ class SubscriptionErrorRecord:
     method: str | None
     raw_partition: int
     raw_offset: int
+    schema_version: int = 1
+
 
 
 @dataclass(slots=True)
@@ -127,6 +140,8 @@ class ExchangeStatusRecord:
     ts_recv_ns: int | None
     raw_partition: int
     raw_offset: int
+    schema_version: int = 1
+
 
 
 @dataclass(slots=True)
@@ -147,6 +162,8 @@ class TradeGapRecord:
     ts_recv_ns: int | None
     raw_partition: int
     raw_offset: int
+    schema_version: int = 1
+
 
 
 @dataclass(slots=True)
@@ -166,6 +183,8 @@ class WhaleTradeRecord:
     ts_recv_ns: int | None
     raw_partition: int
     raw_offset: int
+    schema_version: int = 1
+
 
 
 @dataclass(slots=True)
@@ -185,6 +204,8 @@ class TradeRecord:
     ts_recv_ns: int | None
     raw_partition: int
     raw_offset: int
+    schema_version: int = 1
+
 
 
 @dataclass(slots=True)
@@ -209,6 +230,8 @@ class TickerRecord:
     ts_recv_ns: int | None
     raw_partition: int
     raw_offset: int
+    schema_version: int = 1
+
 
 
 @dataclass(slots=True)
@@ -233,6 +256,8 @@ class CandleRecord:
     vwap: str | None
     interval_begin: str
     interval_end_ns: int
+    schema_version: int = 1
+
 
 
 @dataclass(slots=True)
@@ -245,6 +270,8 @@ class DeadLetterRecord:
     raw_partition: int
     raw_offset: int
     ts_recv_ns: int | None
+    schema_version: int = 1
+
 
 
 @dataclass(slots=True)
@@ -255,6 +282,8 @@ class ControlRecord:
     symbol: str
     reason: str
     ts_ns: int
+    schema_version: int = 1
+
 
 
 Record = Union[

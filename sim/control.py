@@ -5,7 +5,7 @@
 | ``state`` | | connections, events, frames sent, subscriptions, faults |
 | ``drop`` | | abort every connection now |
 | ``drop_every`` | ``seconds`` (0 stops) | abort every connection periodically |
-| ``corrupt`` | ``symbol`` | the next book message of ``symbol`` carries a wrong checksum |
+| ``corrupt`` | ``symbol``, ``keep`` (1/0) | the next book message of ``symbol`` carries a wrong checksum; ``keep=1``: every one until ``keep=0`` |
 | ``silence`` | ``symbol``, ``on`` (1/0) | stop/resume data for ``symbol``; heartbeats continue |
 | ``delay`` | ``seconds`` | add latency to every frame |
 | ``burst`` | ``symbol``, ``events`` | generate many events of ``symbol`` at once |
@@ -69,7 +69,14 @@ def _apply(sim: Simulator, action: str, query: dict[str, str]) -> dict[str, Any]
     if action == "drop_every":
         faults.set_drop_every(float(query["seconds"]))
     elif action == "corrupt":
-        faults.corrupt.add(_symbol(sim, query))
+        symbol = _symbol(sim, query)
+        keep = query.get("keep")
+        if keep is None:
+            faults.corrupt.add(symbol)
+        elif keep in ("1", "true", "yes"):
+            faults.corrupt_always.add(symbol)
+        else:
+            faults.corrupt_always.discard(symbol)
     elif action == "silence":
         symbol = _symbol(sim, query)
         if query.get("on", "1") in ("1", "true", "yes"):

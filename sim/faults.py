@@ -24,6 +24,7 @@ class Faults:
     delay: float = 0.0
     reject_next: int = 0
     corrupt: set[str] = field(default_factory=set)
+    corrupt_always: set[str] = field(default_factory=set)  # every book message wrong: a pair kept invalid
     silent: set[str] = field(default_factory=set)
     drops: int = 0
     mute_pongs: bool = False
@@ -34,7 +35,12 @@ class Faults:
         self.drop_every = max(0.0, seconds)
         self._changed.set()
 
+    def corrupts(self, symbol: str) -> bool:
+        return symbol in self.corrupt or symbol in self.corrupt_always
+
     def take_corruption(self, symbol: str) -> bool:
+        if symbol in self.corrupt_always:
+            return True
         if symbol in self.corrupt:
             self.corrupt.discard(symbol)
             return True
@@ -66,6 +72,7 @@ class Faults:
     def describe(self) -> dict[str, Any]:
         return {
             "drop_every": self.drop_every, "delay": self.delay, "reject_next": self.reject_next,
-            "corrupt": sorted(self.corrupt), "silent": sorted(self.silent), "drops": self.drops,
+            "corrupt": sorted(self.corrupt), "corrupt_always": sorted(self.corrupt_always),
+            "silent": sorted(self.silent), "drops": self.drops,
             "mute_pongs": self.mute_pongs, "system": self.system,
         }

@@ -299,7 +299,7 @@ class Simulator:
             return
         # spent only on an event that gives some subscriber a book frame (one that changes only levels
         # beyond every subscribed depth, or only trades, carries no checksum to corrupt)
-        corrupt = symbol in self.faults.corrupt
+        corrupt = self.faults.corrupts(symbol)
         if self._fan_out(symbol, event, subscribers, corrupt) and corrupt:
             self.faults.take_corruption(symbol)
 

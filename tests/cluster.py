@@ -128,14 +128,15 @@ class Cluster:
         self._spawn(name, [str(BIN / "krakenflow"), "ingest"], dict(self.env, KRAKENFLOW_INGEST_METRICS_PORT=str(port)))
         return port
 
-    def start_worker(self, name: str = "worker", web_port: int | None = None, fresh: bool = False) -> int:
+    def start_worker(self, name: str = "worker", web_port: int | None = None, fresh: bool = False,
+                     env: dict[str, str] | None = None) -> int:
         port = web_port or free_port()
         data = self.tmp / f"data-{name}"
         if fresh:
             import shutil
 
             shutil.rmtree(data, ignore_errors=True)
-        env = dict(self.env, KRAKENFLOW_WEB_PORT=str(port), KRAKENFLOW_DATA_DIR=str(data))
+        env = dict(self.env, KRAKENFLOW_WEB_PORT=str(port), KRAKENFLOW_DATA_DIR=str(data), **(env or {}))
         self._spawn(name, [str(BIN / "faust"), "-A", "app", "worker", "-l", "info"], env)
         wait_until(lambda: http_json(f"http://127.0.0.1:{port}/books/?local=1") is not None, 60,
                    f"worker {name} web on {port}")

@@ -1,4 +1,5 @@
-"""Trades, tickers, candles and market summaries from the simulator through the embedded broker."""
+"""Trades, tickers, candles and market summaries from the simulator through the broker; every output
+topic's records against its JSON Schema."""
 
 from __future__ import annotations
 
@@ -9,9 +10,12 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import jsonschema
 import orjson
 import pytest
+from aiokafka import AIOKafkaProducer
 
+from app.schemas import SCHEMAS
 from models.kraken.frames import Candle, OhlcFrame
 from models.timeutil import rfc3339_ns
 from tests.cluster import BIN, Cluster, http_json, wait_until
@@ -109,6 +113,33 @@ def test_closed_candles_match_the_exchange_ohlc_channel(cluster: Cluster) -> Non
     view = http_json(f"http://127.0.0.1:{cluster.web}/candles/BTC-USD/?interval=1m")  # type: ignore[attr-defined]
     assert view["interval"] == "1m" and view["closed"] and view["closed"][-1]["volume"]
     assert http_json(f"http://127.0.0.1:{cluster.web}/candles/BTC-USD/?interval=2m")["status"] == 400  # type: ignore[attr-defined]
+
+
+def test_records_sampled_from_every_topic_validate_against_the_schemas(cluster: Cluster) -> None:
+    """Every output topic of this running pipeline, read back from Kafka, against schemas/<topic>.json."""
+    cluster.sim("corrupt", symbol="ETH/USD")  # a checksum failure: book events and a control record
+    asyncio.run(_publish(cluster, b"{not json"))  # a dead letter
+    wanted = {"book.deltas": 50, "book.snapshots": 5, "book.events": 2, "metrics": 5, "deadletter": 1,
+              "trades": 20, "tickers": 5, "candles": 1, "control": 1}
+    for topic, count in wanted.items():
+        records = cluster.read(topic, until=lambda r, n=count: len(r) >= n, timeout=120)  # type: ignore[misc]
+        check = jsonschema.Draft202012Validator(orjson.loads((SCHEMAS / f"{topic}.json").read_bytes()))
+        for record in records[:500]:
+            value = {k: v for k, v in record.items() if not k.startswith("_")}  # the reader's own keys
+            errors = [f"{'/'.join(map(str, e.path))}: {e.message}" for e in check.iter_errors(value)]
+            assert errors == [], (topic, value)
+            assert value["schema_version"] == 1
+    metrics = {m["metric"] for m in cluster.read("metrics", until=lambda r: len(r) >= 5)}
+    assert {"book", "whale_trade"} <= metrics
+
+
+async def _publish(cluster: Cluster, value: bytes) -> None:
+    producer = AIOKafkaProducer(bootstrap_servers=cluster.bootstrap)
+    await producer.start()
+    try:
+        await (await producer.send(cluster.topic("raw"), value, key=b"BTC/USD"))
+    finally:
+        await producer.stop()
 
 
 def test_replaying_the_same_frames_twice_yields_the_same_trade_ids(tmp_path: Path) -> None:

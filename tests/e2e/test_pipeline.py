@@ -12,9 +12,9 @@ from typing import Any
 import pytest
 from aiokafka import AIOKafkaProducer
 
+from krakenflow.client import BookTracker
 from models.symbols import normalize
 from tests.cluster import Cluster, http_json, if_levels_equal, wait_until
-from tests.deltas import DeltaConsumer
 
 pytestmark = pytest.mark.e2e
 
@@ -63,22 +63,22 @@ def test_worker_books_and_rebuilt_deltas_equal_the_exchange(cluster: Cluster) ->
                               30, f"{symbol} to hold exactly the exchange's 25 levels")
             assert book["state"] == "live"
 
-        consumer = DeltaConsumer()
+        tracker = BookTracker([normalize(p) for p in PAIRS])  # the client library, fed from the topic's start
         applied = 0
 
         def rebuilt(records: list[dict[str, Any]]) -> bool:
             nonlocal applied
             for d in records[applied:]:
-                consumer.apply_record(d)
+                tracker.feed(d)
             applied = len(records)
-            return all(if_levels_equal({"bids": [list(x) for x in consumer.levels(normalize(p), "bids")],
-                                         "asks": [list(x) for x in consumer.levels(normalize(p), "asks")]},
-                                        exchange[p]) for p in PAIRS)
+            return all(tracker.state(normalize(p)) == "live" and if_levels_equal(
+                {"bids": [list(x) for x in tracker.book(normalize(p)).bids],
+                 "asks": [list(x) for x in tracker.book(normalize(p)).asks]}, exchange[p]) for p in PAIRS)
 
         cluster.read("book.deltas", until=rebuilt)
         for pair in PAIRS:
-            bids = [list(level) for level in consumer.levels(normalize(pair), "bids")]
-            asks = [list(level) for level in consumer.levels(normalize(pair), "asks")]
+            bids = [list(level) for level in tracker.book(normalize(pair)).bids]
+            asks = [list(level) for level in tracker.book(normalize(pair)).asks]
             assert bids == exchange[pair]["bids"] and asks == exchange[pair]["asks"], pair
     finally:
         cluster.sim("pause", on=0)

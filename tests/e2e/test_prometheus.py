@@ -9,37 +9,23 @@ from __future__ import annotations
 import asyncio
 import json
 import re
-import shutil
 import subprocess
 import urllib.parse
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
+import yaml
 from aiokafka import AIOKafkaProducer
 
 from tests.cluster import Cluster, http_json, wait_until
+from tests.debian import debian_prometheus
 from tests.processes import ROOT, free_port
 
 pytestmark = pytest.mark.e2e
 
+ALERTS = ROOT / "deploy" / "alerts.yml"
 DASHBOARDS = sorted((ROOT / "grafana" / "dashboards").glob("*.json"))
-
-
-def prometheus_binary() -> str:
-    """Debian's prometheus, installed when missing (the test machines run as root)."""
-    found = shutil.which("prometheus")
-    if found:
-        return found
-    env = {"DEBIAN_FRONTEND": "noninteractive", "PATH": "/usr/sbin:/usr/bin:/sbin:/bin"}
-    for command in (["apt-get", "update", "-qq"], ["apt-get", "install", "-y", "-qq", "prometheus"]):
-        result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)
-        if result.returncode != 0:
-            raise RuntimeError(f"could not install Debian's prometheus ({' '.join(command)}): {result.stderr[-500:]}")
-    found = shutil.which("prometheus")
-    if not found:
-        raise RuntimeError("apt-get installed prometheus but no prometheus binary is on PATH")
-    return found
 
 
 def panels() -> list[tuple[str, str, str]]:
@@ -61,7 +47,7 @@ def query(port: int, promql: str) -> list[dict[str, Any]]:
 
 @pytest.fixture(scope="module")
 def scraped(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Cluster, int]]:
-    binary = prometheus_binary()
+    binary = debian_prometheus()
     tmp = tmp_path_factory.mktemp("prometheus")
     cluster = Cluster(tmp, ["BTC/USD", "ETH/USD", "PEPE/USD"], depth=10, sim_args=("--pair-rate", "20"))
     prom = None
@@ -71,7 +57,8 @@ def scraped(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Cluster,
         port = free_port()
         config = tmp / "prometheus.yml"
         config.write_text(
-            "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nscrape_configs:\n"
+            "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\n"
+            f"rule_files: ['{ROOT / 'deploy' / 'alerts.yml'}']\nscrape_configs:\n"
             f"  - job_name: krakenflow-worker\n    static_configs:\n      - targets: ['127.0.0.1:{web}']\n"
             f"  - job_name: krakenflow-ingest\n    static_configs:\n      - targets: ['127.0.0.1:{ingest_port}']\n"
         )
@@ -128,3 +115,40 @@ def test_every_metric_a_dashboard_uses_exists(scraped: tuple[Cluster, int]) -> N
     missing = [name for name in sorted(names) if not query(port, f'count({{__name__="{name}"}})')]
     assert missing == []
     assert len(names) >= 20
+
+
+def alert_names() -> set[str]:
+    return {rule["alert"] for group in yaml.safe_load(ALERTS.read_text())["groups"] for rule in group["rules"]}
+
+
+def test_every_metric_an_alert_uses_exists(scraped: tuple[Cluster, int]) -> None:
+    _, port = scraped
+    rules = http_json(f"http://127.0.0.1:{port}/api/v1/rules")["data"]["groups"]
+    loaded = {rule["name"] for group in rules for rule in group["rules"]}
+    assert loaded == alert_names(), "Prometheus did not load deploy/alerts.yml as written"
+    assert all(rule["health"] == "ok" for group in rules for rule in group["rules"])
+    names = set(re.findall(r"\b(krakenflow_[a-z_]+)", ALERTS.read_text()))
+    missing = [name for name in sorted(names) if not query(port, f'count({{__name__="{name}"}})')]
+    assert missing == []  # every series exists from the start (a counter appearing at 1 has no increase)
+
+
+def test_checksum_alert_fires_for_a_pair_kept_invalid(scraped: tuple[Cluster, int]) -> None:
+    """Every PEPE/USD book message carries a wrong checksum from now on: the shipped rule fires for it."""
+    cluster, port = scraped
+
+    def firing() -> list[dict[str, Any]]:
+        alerts = http_json(f"http://127.0.0.1:{port}/api/v1/alerts")["data"]["alerts"]
+        return [a for a in alerts if a["labels"].get("alertname") == "KrakenflowChecksumFailures"
+                and a["labels"].get("symbol") == "PEPE-USD" and a["state"] == "firing"]
+
+    assert firing() == []
+    cluster.sim("corrupt", symbol="PEPE/USD", keep=1)
+    try:
+        wait_until(lambda: query(port, 'krakenflow_checksum_total{symbol="PEPE-USD",result="failed"} >= 3'), 90,
+                   "three checksum failures of the pair kept invalid")
+        [alert] = wait_until(firing, 60, "KrakenflowChecksumFailures to fire for PEPE-USD")
+        assert alert["labels"]["severity"] == "ticket"
+        assert alert["annotations"]["summary"].startswith("Book PEPE-USD failed")
+        assert "krakenflow verify" in alert["annotations"]["fix"]
+    finally:
+        cluster.sim("corrupt", symbol="PEPE/USD", keep=0)

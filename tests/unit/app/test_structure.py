@@ -12,7 +12,7 @@ import pytest
 pytestmark = pytest.mark.unit
 
 ROOT = Path(__file__).resolve().parents[3]
-ROOMS = ("app", "agents", "broker", "cli", "ingest", "models", "sim", "tables")
+ROOMS = ("app", "agents", "broker", "cli", "ingest", "krakenflow", "models", "sim", "tables")
 
 
 def module_name(path: Path) -> str:
@@ -78,18 +78,25 @@ def test_the_cycle_check_finds_a_cycle() -> None:
     assert find_cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}}) == ["a", "b", "c", "a"]
 
 
-def test_models_imports_nothing_from_the_other_rooms_nor_faust_or_io() -> None:
+def imports_of(room: str, banned: set[str]) -> list[str]:
+    """``path imports name`` for each absolute import in ``room`` whose top package is ``banned``."""
     offenders = []
-    for path in (ROOT / "models").rglob("*.py"):
+    for path in (ROOT / room).rglob("*.py"):
         for node in ast.walk(ast.parse(path.read_text())):
             names = [a.name for a in node.names] if isinstance(node, ast.Import) else (
                 [node.module or ""] if isinstance(node, ast.ImportFrom) and not node.level else [])
-            for n in names:
-                top = n.split(".")[0]
-                if (top in ROOMS and top != "models") or top in ("faust", "aiokafka", "websockets", "rocksdict",
-                                                                 "socket", "asyncio"):
-                    offenders.append(f"{path.relative_to(ROOT)} imports {n}")
-    assert offenders == []
+            offenders += [f"{path.relative_to(ROOT)} imports {n}" for n in names if n.split(".")[0] in banned]
+    return offenders
+
+
+def test_models_imports_nothing_from_the_other_rooms_nor_faust_or_io() -> None:
+    banned = {*ROOMS, "faust", "aiokafka", "websockets", "rocksdict", "socket", "asyncio"} - {"models"}
+    assert imports_of("models", banned) == []
+
+
+def test_the_client_library_needs_only_the_domain_not_the_pipeline() -> None:
+    """``krakenflow.client`` is what consumers install and import: no Faust, no worker rooms."""
+    assert imports_of("krakenflow", {"faust", "app", "agents", "tables", "ingest", "cli", "sim"}) == []
 
 
 def test_importing_every_module_builds_no_app_and_reads_no_settings() -> None:

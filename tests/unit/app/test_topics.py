@@ -75,7 +75,8 @@ def test_readme_schema_section_names_every_topic_and_every_field() -> None:
         text = readme_paragraphs(f"kraken.{spec.suffix}")
         assert text, f"README's schema section does not describe kraken.{spec.suffix}"
         for record in spec.records:
-            missing = [f.name for f in dataclasses.fields(record) if f'"{f.name}"' not in text]
+            missing = [f.name for f in dataclasses.fields(record)
+                       if f.name != "schema_version" and f'"{f.name}"' not in text]  # said once for all
             assert not missing, f"README's kraken.{spec.suffix} schema lacks {missing} of {record.__name__}"
 
 

@@ -9,10 +9,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from krakenflow.client import LocalBook
 from models.book import DEPTHS, L2Book
 from models.numbers import format_ticks
 from tests.conftest import ReferenceBook
-from tests.deltas import DeltaConsumer
 
 pytestmark = pytest.mark.unit
 
@@ -140,7 +140,7 @@ def test_book_matches_reference_and_deltas_rebuild_it(seed: int, depth: int, pp:
     rng = random.Random(seed)
     book = L2Book("T/USD", depth, (pp, qp))
     ref = ReferenceBook(depth, pp, qp)
-    consumer = DeltaConsumer()
+    consumer = LocalBook("T-USD")  # the client library's book
     for is_snapshot, bids, asks in _messages(rng, depth, pp, qp, n_updates):
         if is_snapshot:
             ref.snapshot(bids, asks)
@@ -151,9 +151,10 @@ def test_book_matches_reference_and_deltas_rebuild_it(seed: int, depth: int, pp:
         assert book.levels("bids") == ref.text(ref.sorted_bids())
         assert book.levels("asks") == ref.text(ref.sorted_asks())
         assert delta.checksum_ok, (delta.checksum, delta.expected_checksum)
-        consumer.apply("T/USD", delta.is_snapshot, delta.bids, delta.asks)
-        assert consumer.levels("T/USD", "bids") == book.levels("bids")
-        assert consumer.levels("T/USD", "asks") == book.levels("asks")
+        (consumer.replace if delta.is_snapshot else consumer.apply)(delta.bids, delta.asks)
+        assert consumer.bids == book.levels("bids")
+        assert consumer.asks == book.levels("asks")
+        assert consumer.verify(delta.checksum)  # the client's checksum of its own book is the engine's
 
 
 def test_wrong_checksum_is_detected() -> None:

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import pytest
 
+from krakenflow.client import BookTracker
 from models.book import L2Book
 from models.kraken.wire import frame_key
 from models.processor import BookProcessor, Output, ProcessorSettings, RawRecord
 from models.records import as_dict
 from tests.conftest import capture_files
-from tests.deltas import DeltaConsumer
 
 pytestmark = pytest.mark.unit
 
@@ -39,13 +39,14 @@ def test_captures_give_one_verified_delta_per_book_message_and_deltas_rebuild_bo
         assert all(d["checksum_ok"] for d in deltas), path.name
         assert not [o for o in out if o.topic in ("deadletter", "control")], path.name
         total += len(deltas)
-        consumer = DeltaConsumer()
+        tracker = BookTracker(sorted({d["symbol"] for d in deltas}))  # the client library's own rules
         for d in deltas:
-            consumer.apply_record(d)
+            tracker.feed(d)
         for st in processor.pairs.values():
             assert st.book is not None
-            assert consumer.levels(st.norm, "bids") == st.book.levels("bids")
-            assert consumer.levels(st.norm, "asks") == st.book.levels("asks")
+            assert tracker.state(st.norm) == "live" and tracker.book(st.norm).checksum_ok
+            assert tracker.book(st.norm).bids == st.book.levels("bids")
+            assert tracker.book(st.norm).asks == st.book.levels("asks")
         seqs = [d["seq"] for d in deltas if d["symbol"] == "BTC-USD"]
         assert seqs == sorted(seqs) and len(set(seqs)) == len(seqs)
     assert total == 767

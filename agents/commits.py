@@ -6,8 +6,10 @@ then changelog); what arrives meanwhile is merged into that partition's next com
 deltas are computed as soon as their frames arrive, and a commit carries whatever piled up while the
 previous one was with the broker: small when the load is light, large under load.
 
-The input is acked before its commit: after a crash, each partition resumes from the watermark stored
-with its last commit (the table), and the records after it are read again (``agents/pipeline.py``).
+Under exactly-once the input is acked before its commit: after a crash, each partition resumes from
+the watermark stored with its last commit (the table), and the records after it are read again
+(``agents/pipeline.py``). At least once (the embedded broker), the pipeline settles each batch's
+commits before the ack, so the group offset never runs ahead of the table.
 """
 
 from __future__ import annotations

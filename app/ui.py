@@ -89,7 +89,7 @@ def register_ui(app: Any, pipeline: BookPipeline, books_table: Any) -> None:
                     rows = sorted(rows + others, key=lambda r: r["symbol"])
                     await _send(response, "books", {"books": rows, "unanswered": unanswered})
                     await asyncio.sleep(LIST_EVERY)  # the event rate
-            except (ConnectionResetError, asyncio.CancelledError):
+            except ConnectionResetError:
                 pass  # the page went away
             return response
 
@@ -108,6 +108,6 @@ def register_ui(app: Any, pipeline: BookPipeline, books_table: Any) -> None:
                         last = (body["epoch"], body["seq"])
                         await _send(response, "book", body)
                     await asyncio.sleep(BOOK_EVERY)  # the polling rate of the in-memory book
-            except (ConnectionResetError, asyncio.CancelledError):
-                pass
+            except ConnectionResetError:
+                pass  # the page went away
             return response

@@ -25,6 +25,7 @@ from typing import Any
 import aiohttp
 import orjson
 from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.errors import KafkaError
 
 from krakenflow.client.book import LocalBook
 from krakenflow.client.tracker import BookTracker, BookUpdate, SymbolStats
@@ -66,6 +67,8 @@ class BookClient:
         self._tasks: list[asyncio.Task[None]] = []
         self._recovering: dict[str, asyncio.Task[None]] = {}
         self.recovery_errors = 0
+        self.fetch_errors = 0
+        self.bad_records = 0
 
     # -- what a user reads ---------------------------------------------------------------------
 
@@ -140,11 +143,27 @@ class BookClient:
 
     async def _consume(self) -> None:
         assert self._consumer is not None
+        delay = 0.2
         while True:
-            batches = await self._consumer.getmany(timeout_ms=200, max_records=5000)
+            try:
+                batches = await self._consumer.getmany(timeout_ms=200, max_records=5000)
+            except KafkaError as exc:  # the broker away: keep trying, books stay as they are meanwhile
+                self.fetch_errors += 1
+                log.warning("reading %s failed (%s); retrying in %.1f s", self.topic, exc, delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
+                continue
+            delay = 0.2
             for messages in batches.values():
                 for message in messages:
-                    await self._receive(orjson.loads(message.value))
+                    try:
+                        record = orjson.loads(message.value)
+                        await self._receive(record)
+                    except (orjson.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
+                        # not a delta record: counted and skipped, never the end of the client
+                        self.bad_records += 1
+                        log.warning("%s %d/%d is not a book delta record (%s: %s); skipped", self.topic,
+                                    message.partition, message.offset, type(exc).__name__, exc)
             self._schedule_recoveries()
 
     async def _receive(self, record: Mapping[str, Any]) -> None:

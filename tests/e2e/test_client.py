@@ -11,6 +11,7 @@ from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 import pytest
+from aiokafka import AIOKafkaProducer
 
 from krakenflow.client import BlockingBookClient, BookClient
 from models.symbols import normalize
@@ -57,6 +58,15 @@ async def until(condition: Callable[[], Any], timeout: float, what: str) -> Any:
     return await asyncio.to_thread(wait_until, condition, timeout, what)
 
 
+async def publish(cluster: Cluster, topic: str, value: bytes) -> None:
+    producer = AIOKafkaProducer(bootstrap_servers=cluster.bootstrap)
+    await producer.start()
+    try:
+        await (await producer.send(topic, value, key=b"BTC-USD"))
+    finally:
+        await producer.stop()
+
+
 def equals_worker(client: Any, symbol: str, view: dict[str, Any]) -> bool:
     book = client.book(symbol)
     return bool(client.state(symbol) == "live" and book.checksum_ok and (book.epoch, book.seq) ==
@@ -76,6 +86,7 @@ async def test_joining_and_lossy_clients_end_with_the_workers_books(pipeline: tu
     await lossy.start()
     try:
         await until(lambda: all(joined.state(s) == "live" for s in SYMBOLS), 60, "the joined client's books")
+        await publish(cluster, topic, b"{not a delta")  # bad input on the topic: skipped and counted
         assert all(joined.stats(s).recoveries >= 1 for s in SYMBOLS), "joined mid-stream: books from the view"
         await until(lambda: sum(lossy.stats(s).gaps for s in SYMBOLS) >= 4 and lossy.lost >= 4, 90,
                     "the lossy client to find gaps")
@@ -97,6 +108,7 @@ async def test_joining_and_lossy_clients_end_with_the_workers_books(pipeline: tu
         assert sum(lossy.stats(s).recoveries for s in SYMBOLS) >= 4
         assert all(u.book.checksum_ok for u in updates), "every update of the joined client verified"
         assert sum(joined.stats(s).checksum_failures for s in SYMBOLS) == 0
+        assert joined.bad_records == lossy.bad_records == 1
     finally:
         await joined.stop()
         await lossy.stop()
@@ -143,12 +155,16 @@ def test_the_terminal_ladder_as_a_person_sees_it_in_tmux(pipeline: tuple[Cluster
         wait_until(lambda: pane().count("live  spread") == 2, 60, "both ladders live on the screen")
         assert cluster.sim("pause", on=1)["ok"]
         try:
-            for symbol in ("BTC-USD", "ETH-USD"):
+            def shows(symbol: str) -> bool:
+                # asked again each time: frames in flight when the market paused still move the book
                 view = http_json(f"http://127.0.0.1:{web}/books/{symbol}/?depth=5")
                 (bid, bid_qty), (ask, ask_qty) = view["bids"][0], view["asks"][0]
                 row = re.compile(rf"{re.escape(bid_qty)}\s+{re.escape(bid)}\s+{re.escape(ask)}\s+{re.escape(ask_qty)}")
-                wait_until(lambda r=row, v=view: r.search(pane()) and f"seq {v['epoch']}/{v['seq']}" in pane(),  # type: ignore[misc]
-                           30, f"{symbol}'s best levels and seq on the screen")
+                text = pane()
+                return bool(row.search(text)) and f"seq {view['epoch']}/{view['seq']}" in text
+
+            for symbol in ("BTC-USD", "ETH-USD"):
+                wait_until(lambda s=symbol: shows(s), 30, f"{symbol}'s best levels and seq on the screen")  # type: ignore[misc]
             text = pane()
             assert "checksum ok" in text and "latency" in text and "FAILED" not in text
             print(f"\nkrakenflow books, as the terminal showed it ({screen}):\n{text}")

@@ -52,6 +52,7 @@ def register_books(app: Any, settings: Settings, raw_topic: Any, tables: Tables,
                 try:
                     await asyncio.shield(pipeline.handle(batch.records))
                 except BaseException as exc:  # the consumer fetches the batch again for the restarted agent
+                    pipeline.failed(exc)
                     batch.processed(exc if isinstance(exc, Exception) else RuntimeError("the book agent stopped"))
                     raise
                 batch.processed()

@@ -20,11 +20,25 @@ from ingest.raw import read_raw
 from models.backoff import Backoff
 from models.marketdata import WhaleThresholds
 from models.processor import BookProcessor, Output, PairState, ProcessorSettings, RawRecord
-from models.records import BookDeltaRecord, encode
+from models.records import BookDeltaRecord, DeadLetterRecord, encode
+from models.symbols import normalize
 from tables.books import BookStore
 from tables.definitions import Tables
+from tables.partitiondb import PartitionDB
+from tables.recovery import committed_tail
 
 log = logging.getLogger("krakenflow.agents")
+
+#: times a record may take the book agent down before it is dead-lettered and skipped
+MAX_STRIKES = 2
+
+
+def _dead_letter(message: Any, partition: int, reason: str) -> Output:
+    """A dead letter built from the record's bytes alone: safe on any input."""
+    key = message.key.decode("utf-8", "replace") if isinstance(message.key, bytes) else ""
+    value = message.value.decode("utf-8", "replace") if isinstance(message.value, bytes) else ""
+    return Output("deadletter", normalize(key) if "/" in key else key, DeadLetterRecord(
+        reason=reason, raw=value, raw_key=key, raw_partition=partition, raw_offset=message.offset, ts_recv_ns=None))
 
 
 class BookPipeline:
@@ -41,7 +55,8 @@ class BookPipeline:
             ProcessorSettings(settings.snapshot_interval_ms, settings.snapshot_levels, settings.stale_after,
                               settings.resync_min_interval,
                               WhaleThresholds.parse(settings.whale_notional, settings.whale_thresholds),
-                              subscribed=settings.pairs, depth=settings.depth),
+                              subscribed=settings.pairs, depth=settings.depth,
+                              require_lock_gen=settings.lock_gen_rule),
             precision_of=tables.precision_of,
             restore=self._restore,
         )
@@ -66,6 +81,10 @@ class BookPipeline:
         self.lost_records = 0
         self.replayed = 0  # events at or below the stored watermark, skipped
         self.fenced_events = 0  # events of fenced partitions, skipped
+        self.poison_skipped = 0  # records that failed MAX_STRIKES times, dead-lettered and skipped
+        self._current: tuple[int, int] | None = None  # (raw partition, offset) being processed
+        self._strikes: dict[tuple[int, int], tuple[int, str]] = {}  # record -> (failures, last error)
+        self.changelog_caught_up = 0  # changelog records committed after the local state, applied on resume
         self.transactions: Transactions | None = None
         if settings.exactly_once:
             self.transactions = Transactions(self.writer, settings.app_id, owns=self._owns)
@@ -111,9 +130,10 @@ class BookPipeline:
                     continue
                 out: list[Output] = []
                 processed: dict[int, int] = {}
+                if partition not in self._resumed and not await self._resume(partition):
+                    self.fenced_events += len(share)
+                    continue
                 for message in share:
-                    if partition not in self._resumed:
-                        self._resume(partition)
                     last = processed.get(partition, self._seen.get(partition, self._done.get(partition)))
                     if last is not None:
                         if message.offset <= last:
@@ -121,9 +141,18 @@ class BookPipeline:
                             continue
                         if message.offset > last + 1:  # records the consumer did not hand over
                             await self._read_gap(partition, last + 1, message.offset, out, processed)
-                    self._process(read_raw(message.value, message.key, partition, message.offset, message.headers),
-                                  out)
+                    self._current = (partition, message.offset)
+                    strike = self._strikes.get(self._current)
+                    if strike is not None and strike[0] >= MAX_STRIKES:
+                        # it took the agent down twice: dead-lettered and skipped, so no input holds a partition
+                        del self._strikes[self._current]
+                        self.poison_skipped += 1
+                        out.append(_dead_letter(message, partition, f"poison: processing failed {strike[0]} times "
+                                                                    f"({strike[1]}); skipped"))
+                    else:
+                        self._process_message(message, partition, out)
                     processed[partition] = message.offset
+                self._current = None
                 if processed:
                     self._seen.update(processed)
                 # now, before the next batch changes the pairs: the table records of this batch's state
@@ -175,8 +204,8 @@ class BookPipeline:
             await self._deliver(out)
             self.store.apply(changes, await self._log_changes(changes))
         else:
-            if not out and not changes:
-                return
+            if (not out and not changes) or partition in self._fenced:
+                return  # fenced: the outputs are the new owner's to redo, from what committed
             try:
                 last = await self.transactions.commit(partition, self._by_topic(out), self.store.changelog_topic(),
                                                       changes.get(partition, []))
@@ -204,22 +233,72 @@ class BookPipeline:
                                                                           o.timestamp_ms))
         return by_topic
 
+    def failed(self, exc: BaseException) -> None:
+        """The batch raised out of :meth:`handle` (the agent restarts and gets it again): a strike for the
+        record it was processing; at :data:`MAX_STRIKES` that record is dead-lettered and skipped."""
+        if self._current is not None:
+            count = self._strikes.get(self._current, (0, ""))[0] + 1
+            self._strikes[self._current] = (count, f"{type(exc).__name__}: {str(exc)[:200]}")
+            self._current = None
+
+    def _process_message(self, message: Any, partition: int, out: list[Output]) -> None:
+        try:
+            record = read_raw(message.value, message.key, partition, message.offset, message.headers)
+        except Exception as exc:  # a forged header (``recv_ns: abc``)
+            out.append(_dead_letter(message, partition, f"unreadable record headers: {type(exc).__name__}: {exc}"))
+            self.processor.counters["deadletter"] += 1
+            return
+        self._process(record, out)
+
     def _process(self, record: RawRecord, out: list[Output]) -> None:
         self._partition = record.partition
         try:
             self.processor.process_into(record, out)
         except Exception as exc:  # a bug must cost one frame (dead-lettered), never the worker
-            log.exception("frame at %s/%s could not be processed", record.partition, record.offset)
-            self.processor.fail(record, f"internal error: {type(exc).__name__}: {exc}", out)
+            reason = f"internal error: {type(exc).__name__}: {str(exc)[:200]}"
+            log.error("frame at %s/%s could not be processed: %s", record.partition, record.offset, reason,
+                      exc_info=not isinstance(exc, RecursionError))
+            try:
+                self.processor.fail(record, reason, out)
+            except Exception:  # the last resort must not raise either: the record is still dead-lettered
+                out.append(_dead_letter(record, record.partition, reason))
 
-    def _resume(self, partition: int) -> None:
-        """First event of a partition since it was assigned: where its stored effects end."""
+    async def _resume(self, partition: int) -> bool:
+        """First event of a partition since it was assigned: where its stored effects end. False when
+        the partition is not this worker's (fenced)."""
+        if self.transactions is not None:
+            try:
+                # first: initializing the id fences a former owner, so nothing commits after the read below
+                await self.transactions.open(partition)
+            except Fenced:
+                self._give_up(partition)
+                return False
+            await self._catch_up_changelog(partition)
         self._resumed.add(partition)
         done, generation = self.store.watermark(partition)
         if generation is not None and generation > self.processor.lock_generations.get(partition, -1):
             self.processor.lock_generations[partition] = generation  # fencing survives a takeover
         if done is not None:
             self._done[partition] = done
+        return True
+
+    async def _catch_up_changelog(self, partition: int) -> None:
+        """Apply the changelog records committed after the local store's offset (read_committed).
+
+        Faust's recovery reads the changelog up to the highwater it saw when the partition was assigned;
+        a former owner (a worker that paused past its session) may have committed after that, until the
+        id was initialized above. Processing from the older local state would repeat its seqs.
+        """
+        db = PartitionDB(self.store.table, partition)
+        local = db.changelog_offset()
+        records, last = await committed_tail(self.settings.kafka_bootstrap, kafka_client_config(self.settings),
+                                             self.store.changelog_topic(), partition, -1 if local is None else local)
+        if last is None:
+            return
+        log.warning("raw partition %d: %d books changelog records were committed after this worker's local state "
+                    "(changelog offset %s); applying them before processing", partition, len(records), local)
+        self.store.apply({partition: records}, {partition: last})
+        self.changelog_caught_up += len(records)
 
     async def _read_gap(self, partition: int, start: int, end: int, out: list[Output],
                         processed: dict[int, int]) -> None:
@@ -330,15 +409,16 @@ class BookPipeline:
                 self.rebalances += 1
                 self._assigned_at = time.monotonic()
                 if self.transactions is not None:
-                    await self._open_transactions(partitions)
+                    self.transactions.assign(self._assigned)
+                    await self._open_transactions(self._assigned)
 
     async def _open_transactions(self, partitions: Iterable[int]) -> None:
         assert self.transactions is not None
         for partition in sorted(partitions):
             try:
                 await self.transactions.open(partition)
-            except KafkaError as exc:  # opened again on the partition's first commit
-                log.warning("raw partition %d: transactional producer not started yet (%s)", partition, exc)
+            except (KafkaError, Fenced) as exc:  # opened again on the partition's first event
+                log.warning("raw partition %d: transactional producer not started yet (%r)", partition, exc)
 
     async def close(self, timeout: float = 10.0) -> None:
         """Stop the producers (a worker shutting down), once the batch in flight is stored; a batch that

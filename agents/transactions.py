@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 from aiokafka.errors import (
@@ -44,6 +44,11 @@ FENCED_ERRORS = (ProducerFenced, InvalidProducerEpoch, TransactionalIdAuthorizat
 TRANSACTION_TIMEOUT_MS = 60_000
 
 
+def _retrieve(future: asyncio.Future[Any]) -> None:
+    if not future.cancelled():
+        future.exception()
+
+
 class Fenced(Exception):
     """Another worker owns this raw partition's transactional id: this worker must give it up."""
 
@@ -56,11 +61,18 @@ class Transactions:
     """The transactional producers of the raw partitions this worker processes."""
 
     def __init__(self, template: BatchWriter, app_id: str,
-                 owns: Callable[[int], bool] = lambda partition: True) -> None:
-        self.template = template  # settings (bootstrap, security, compression) for every producer
+                 owns: Callable[[int], bool] = lambda partition: True, hold: float = 0.0) -> None:
+        self.template = template
+        #: fault injection: seconds each commit is held open before it commits (a commit in flight across
+        #: a pause, for the zombie tests; 0 in production)
+        self.hold = hold  # settings (bootstrap, security, compression) for every producer
         self.app_id = app_id
         self.owns = owns  # whether the consumer group still assigns this raw partition to this worker
         self._writers: dict[int, BatchWriter] = {}
+        #: partitions this worker was fenced from: their id is never initialized again before the group
+        #: assigns them anew (:meth:`assign`). A zombie (a worker paused past its session) that re-opened
+        #: a producer for a queued commit would fence the rightful owner and commit stale table records
+        self._fenced: set[int] = set()
         self.commits = 0
         self.retries = 0
         self.fenced = 0
@@ -68,10 +80,22 @@ class Transactions:
     def transactional_id(self, partition: int) -> str:
         return f"{self.app_id}-books-{partition}"
 
+    def assign(self, partitions: Iterable[int]) -> None:
+        """The group assigned ``partitions`` to this worker (a rebalance): they may be opened again."""
+        self._fenced.difference_update(partitions)
+
+    def is_fenced(self, partition: int) -> bool:
+        return partition in self._fenced
+
     async def open(self, partition: int) -> BatchWriter:
-        """The partition's writer; starting it initializes the transactional id (fencing any other)."""
+        """The partition's writer; starting it initializes the transactional id (fencing any other).
+        Raises :class:`Fenced` for a partition given up since the last assignment."""
+        if partition in self._fenced:
+            raise Fenced(partition)
         writer = self._writers.get(partition)
         if writer is None:
+            if not self.owns(partition):
+                raise Fenced(partition)  # a new producer would fence the partition's new owner
             producer = self.template.new_producer(transactional_id=self.transactional_id(partition),
                                                   transaction_timeout_ms=TRANSACTION_TIMEOUT_MS)
             await producer.start()
@@ -98,6 +122,16 @@ class Transactions:
         Retries a broker error (aborting and resending) until the batch commits; raises
         :class:`Fenced` when another worker holds the partition's transactional id.
         """
+        try:
+            return await self._commit_retrying(partition, outputs, changelog_topic, changelog)
+        except Fenced:
+            # given up until the group assigns it again: nothing queued may re-initialize its id
+            self._fenced.add(partition)
+            await self.drop(partition)
+            raise
+
+    async def _commit_retrying(self, partition: int, outputs: Mapping[str, Sequence[TimedRecord]],
+                               changelog_topic: str, changelog: Sequence[Record]) -> int | None:
         backoff = Backoff(base=0.2, cap=10.0)
         while True:
             try:
@@ -106,7 +140,6 @@ class Transactions:
                 self.fenced += 1
                 log.warning("raw partition %d: %s; giving the partition up until the next rebalance", partition,
                             type(exc).__name__)
-                await self.drop(partition)
                 raise Fenced(partition) from exc
             except KafkaError as exc:
                 self.retries += 1
@@ -121,11 +154,21 @@ class Transactions:
         producer = writer.producer
         await producer.begin_transaction()
         futures: list[asyncio.Future[Any]] = []
-        for topic, records in outputs.items():
-            futures.extend(await writer.send_keyed(topic, records))
-        logged = await writer.send_partition(changelog_topic, partition, changelog) if changelog else []
-        await producer.commit_transaction()
-        await asyncio.gather(*futures, *logged)
+        try:
+            for topic, records in outputs.items():
+                futures.extend(await writer.send_keyed(topic, records))
+            logged = await writer.send_partition(changelog_topic, partition, changelog) if changelog else []
+            futures.extend(logged)
+            if self.hold:
+                await asyncio.sleep(self.hold)
+            await producer.commit_transaction()
+        except BaseException:
+            # the sends fail with the transaction: their errors are the commit's, retrieved (now or when
+            # they end) so that asyncio does not log each one as never retrieved
+            for future in futures:
+                future.add_done_callback(_retrieve)
+            raise
+        await asyncio.gather(*futures)
         self.commits += 1
         return int(logged[-1].result().offset) if logged else None  # type: ignore[attr-defined]
 
@@ -139,8 +182,7 @@ class Transactions:
                 await writer.producer.abort_transaction()
         except FENCED_ERRORS as exc:
             self.fenced += 1
-            await self.drop(partition)
-            raise Fenced(partition) from exc
+            raise Fenced(partition) from exc  # commit() remembers it and drops the producer
         except KafkaError as exc:
             log.info("raw partition %d: abort failed (%s); replacing its producer", partition, exc)
             await self.drop(partition)

@@ -24,6 +24,8 @@ from collections.abc import AsyncIterator, Sequence
 from time import monotonic
 from typing import Any
 
+from aiokafka.errors import IllegalStateError
+
 log = logging.getLogger("krakenflow.batching")
 
 
@@ -103,7 +105,7 @@ class BatchDrainMixin:
                 if not records or this.should_stop:
                     continue
                 if not this.flow_active:
-                    await this.perform_seek()  # a rebalance began: back to the committed offsets
+                    await self._seek_committed()  # a rebalance began: back to the committed offsets
                     continue
                 generation = this.app.consumer_generation_id
                 # the fetch's records of the channels' topics, every partition in one batch (the agent
@@ -156,8 +158,14 @@ class BatchDrainMixin:
             waited = await this.wait_first(delivery, this.suspend_flow.wait())
         except Exception as exc:  # the agent raised: nothing acked, the batch comes again
             log.warning("a batch of %d records was not processed (%r); fetching it again", len(records), exc)
+            assigned = this.assignment()
             for tp, batch in parts:
-                await this.seek(tp, batch[0].offset)
+                if tp not in assigned:  # revoked meanwhile: its new owner reads it
+                    continue
+                try:
+                    await this.seek(tp, batch[0].offset)
+                except IllegalStateError:  # revoked while seeking: likewise
+                    continue
                 this._read_offset[tp] = None
             return False
         if delivery not in waited.done:  # a rebalance or a stop: nothing acked, the fetch is void
@@ -168,6 +176,16 @@ class BatchDrainMixin:
             this._read_offset[tp] = batch[-1].offset
             monitor.stream_inbound_time[tp] = now  # Faust's stall detection
         return True
+
+    async def _seek_committed(self) -> None:
+        """Faust's ``perform_seek``, surviving the assignment changing under it: aiokafka raises
+        ``IllegalStateError`` for a partition revoked while it seeks, which would crash Faust's fetcher
+        and stop the worker. The rebalance that revoked it seeks the new assignment itself."""
+        this: Any = self
+        try:
+            await this.perform_seek()
+        except IllegalStateError as exc:
+            log.info("the assignment changed while seeking to the committed offsets (%s)", exc)
 
     async def _per_record(self, tp: Any, batch: Sequence[Any], callback: Any) -> bool:
         """Faust's own path for a topic without a channel; False when a rebalance stopped it."""

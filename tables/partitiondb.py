@@ -47,5 +47,13 @@ class PartitionDB:
                 index[key] = self.partition
         self._db().write(batch)
 
+    def _tp(self) -> TP:
+        return TP(self.table.changelog_topic.get_topic_name(), self.partition)
+
+    def changelog_offset(self) -> int | None:
+        """The changelog offset the local store holds everything up to (None: nothing recorded)."""
+        offset: int | None = self.store.persisted_offset(self._tp())
+        return offset
+
     def set_changelog_offset(self, offset: int) -> None:
-        self.store.set_persisted_offset(TP(self.table.changelog_topic.get_topic_name(), self.partition), offset)
+        self.store.set_persisted_offset(self._tp(), offset)

@@ -93,6 +93,37 @@ async def _last_record(consumer: AIOKafkaConsumer, tp: TopicPartition, end: int)
         window *= 16
 
 
+async def committed_tail(bootstrap: str, config: Mapping[str, Any], topic: str, partition: int,
+                         after: int) -> tuple[list[tuple[bytes | None, bytes | None]], int | None]:
+    """The committed records of a changelog partition after offset ``after`` (``read_committed``), and
+    the offset of the last one (None: there are none).
+
+    A worker that takes a partition back may hold local state from before it lost it; whatever the
+    owners in between committed is read here, so nothing is processed from the older state.
+    """
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False,
+                                isolation_level="read_committed", client_id="krakenflow-catchup", **config)
+    await consumer.start()
+    records: list[tuple[bytes | None, bytes | None]] = []
+    last: int | None = None
+    try:
+        tp = TopicPartition(topic, partition)
+        consumer.assign([tp])
+        end = (await consumer.end_offsets([tp]))[tp]  # read_committed: the last stable offset
+        start = max(after + 1, (await consumer.beginning_offsets([tp]))[tp])
+        if start >= end:
+            return records, last
+        consumer.seek(tp, start)
+        while await consumer.position(tp) < end:
+            for message in (await consumer.getmany(tp, timeout_ms=1000)).get(tp, []):
+                if message.offset < end:
+                    records.append((message.key, message.value))
+                    last = message.offset
+    finally:
+        await consumer.stop()
+    return records, last
+
+
 class MarkerAwareTableManager(TableManager):  # type: ignore[misc]
     """Faust's table manager with :class:`MarkerAwareRecovery` (``TableManager`` app setting)."""
 

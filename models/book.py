@@ -1,17 +1,20 @@
-"""The Kraken v2 L2 order book: exact levels, per-message truncation, CRC32 checksum, normalized deltas.
+"""The Kraken v2 L2 order book: exact levels, per-level truncation, CRC32 checksum, normalized deltas.
 
 Rules (Kraken's book v2 guide, verified on 767 real checksums):
 
 1. a snapshot replaces the book;
 2. update levels apply in message order, an absolute quantity, ``0`` deletes the level;
-3. after every message each side is truncated to the subscribed depth (Kraken never sends deletes for
-   levels pushed out of scope);
+3. each side is truncated to the subscribed depth after every level, not once per message: Kraken sends
+   each change inside the subscriber's top N at that instant and never a delete for a level pushed out
+   of scope, so a level pushed out by an insert and cancelled later in the same message is never
+   deleted on the wire (truncated once per message, the book would keep it and fail every checksum
+   from then on). A snapshot is the book at one instant: truncated once;
 4. the checksum is CRC32 of the top 10 asks (ascending) then the top 10 bids (descending), each level
    written as price then quantity with the ``.`` removed and leading zeros stripped.
 
 Every applied message yields a :class:`BookDelta` whose levels, applied in order, turn the previous book
-into the new one: the message's own levels, then an explicit zero-quantity delete for every level the
-truncation removed.
+into the new one: the message's own levels, each insert that pushed a level out followed by an explicit
+zero-quantity delete of that level (right after it, not at the end: a later level may set it again).
 
 Performance: levels are keyed by integer ticks (negated for bids, so both sides sort best first) in a
 :class:`~sortedcontainers.SortedList`, with a plain dict holding each level's text and checksum
@@ -148,7 +151,7 @@ class L2Book:
     def apply_snapshot(
         self, bids: Iterable[Pair], asks: Iterable[Pair], checksum: int | None = None
     ) -> BookDelta:
-        """Replace the book with a snapshot's levels (then truncate, then checksum)."""
+        """Replace the book with a snapshot's levels (then truncate once, then checksum)."""
         return BookDelta(self.symbol, True, self._replace(self.bids, bids), self._replace(self.asks, asks),
                          self.checksum(), checksum, self.crossed())
 
@@ -182,18 +185,14 @@ class L2Book:
     def apply_update(
         self, bids: Iterable[Pair], asks: Iterable[Pair], checksum: int | None = None
     ) -> BookDelta:
-        """Apply an update's levels in order, truncate, checksum; return the delta."""
-        bid_side, ask_side, depth = self.bids, self.asks, self.depth
+        """Apply an update's levels in order, truncating after each one; checksum; return the delta."""
+        bid_side, ask_side = self.bids, self.asks
         bid_delta: list[Pair] = []
         ask_delta: list[Pair] = []
         if bids:
             self._apply(bid_side, bids, bid_delta)
-            if len(bid_side.levels) > depth:
-                self._truncate(bid_side, bid_delta)
         if asks:
             self._apply(ask_side, asks, ask_delta)
-            if len(ask_side.levels) > depth:
-                self._truncate(ask_side, ask_delta)
         # checksum() and crossed() inlined: this runs once per message
         ask_top = ask_side.top if ask_side.top is not None else ask_side.refresh()
         bid_top = bid_side.top if bid_side.top is not None else bid_side.refresh()
@@ -203,11 +202,12 @@ class L2Book:
                          crossed)
 
     def _apply(self, side: _Side, tokens: Iterable[Pair], out: list[Pair]) -> None:
-        prices, qtys = self._prices, self._qtys
+        prices, qtys, depth, zero = self._prices, self._qtys, self.depth, self.zero_qty
         keys, levels, frags, is_ask = side.keys, side.levels, side.frags, side.is_ask
         # Changes beyond the 10th level leave the checksum text as it was; the edge moves only when
         # a change at or inside it happens, and that change clears the cache anyway. (While the cache
-        # is already clear the edge may be stale, but then the test below does not matter.)
+        # is already clear the edge may be stale, but then the test below does not matter.) A level
+        # truncated away is beyond the edge unless the depth is under 10, and then there is no edge.
         edge = side.edge
         top_changed = False
         for price_token, qty_token in tokens:
@@ -217,10 +217,18 @@ class L2Book:
             pair = (p[2], q[1])
             out.append(pair)
             if q[0]:
-                if key not in levels:
-                    keys.add(key)
+                new = key not in levels
                 levels[key] = pair
                 frags[key] = p[3] + q[2]
+                # Kraken's rule 3: truncate after every level, so only an insert can overflow, by one
+                # (the book is within the depth before it). The delete goes right after the insert: a
+                # later level of this message may set the same price again.
+                if new:
+                    keys.add(key)
+                    if len(levels) > depth:
+                        worst = keys.pop()
+                        del frags[worst]
+                        out.append((levels.pop(worst)[0], zero))
             elif key in levels:
                 del levels[key], frags[key]
                 keys.remove(key)
@@ -229,15 +237,6 @@ class L2Book:
             if edge is None or key <= edge:
                 top_changed = True
         if top_changed:
-            side.top = None
-
-    def _truncate(self, side: _Side, out: list[Pair]) -> None:
-        keys, levels, frags, zero = side.keys, side.levels, side.frags, self.zero_qty
-        for _ in range(len(levels) - self.depth):
-            key = keys.pop()
-            del frags[key]
-            out.append((levels.pop(key)[0], zero))
-        if self.depth < CHECKSUM_LEVELS:
             side.top = None
 
     def _convert_price(self, token: str) -> _Price:

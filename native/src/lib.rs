@@ -7,7 +7,8 @@
 //! * `Book`: levels keyed by integer ticks (negated for bids, so both sides iterate best first) in a
 //!   `BTreeMap`; each level keeps its `(price, qty)` text tuple (the very object deltas and level lists
 //!   hand out) and its checksum fragment; the top-10 checksum text is cached per side and rebuilt only
-//!   when a change reaches it.
+//!   when a change reaches it. Updates truncate to the depth after every level, as Kraken's rule says
+//!   (see `Book::apply`).
 //! * `parse_book`: one book frame in Kraken's own layout, numbers as their exact wire tokens; `None`
 //!   for anything else, which the Python parser then decides (so errors are always Python's).
 
@@ -155,7 +156,8 @@ impl Side {
     }
 }
 
-/// A Kraken v2 delta: the message's levels, then a zero-quantity delete per level truncation removed.
+/// A Kraken v2 delta: the message's levels, each insert that pushed a level out followed by a
+/// zero-quantity delete of that level.
 #[pyclass(frozen, get_all, module = "krakenflow_native")]
 struct Delta {
     symbol: Py<PyString>,
@@ -272,8 +274,15 @@ impl Book {
         Ok(side.pairs(py, None))
     }
 
+    /// Applies an update's levels in order, truncating after each one (Kraken's rule: it publishes the
+    /// changes inside the subscriber's top N at each instant, and no delete for a level pushed out, so
+    /// truncating once per message would keep a pushed-out level cancelled later in the message).
     fn apply<'py>(&mut self, py: Python<'py>, is_ask: bool, tokens: &Bound<'py, PyAny>, out: &Bound<'py, PyList>) -> PyResult<()> {
         let mut top_changed = false;
+        let depth = self.depth;
+        let zero = self.zero_qty.clone_ref(py);
+        // a level truncated away is beyond the cached edge unless the depth is under 10, and then
+        // there is no edge (every change clears the cache)
         let edge = self.side(is_ask).edge;
         for item in tokens.iter()? {
             let (pt, qt, ptext, pair) = self.level(py, &item?)?;
@@ -281,7 +290,14 @@ impl Book {
             let side = self.side(is_ask);
             let key = side.key(pt);
             if qt != 0 {
-                side.levels.insert(key, Level { pair: pair.unbind(), price: ptext.unbind(), frag: format!("{pt}{qt}") });
+                let level = Level { pair: pair.unbind(), price: ptext.unbind(), frag: format!("{pt}{qt}") };
+                // only an insert can overflow, by one (the book is within the depth before it); the
+                // delete goes right after it, as a later level of the message may set that price again
+                if side.levels.insert(key, level).is_none() && side.levels.len() > depth {
+                    if let Some((_, worst)) = side.levels.pop_last() {
+                        out.append(PyTuple::new_bound(py, [worst.price, zero.clone_ref(py)]))?;
+                    }
+                }
             } else if side.levels.remove(&key).is_none() {
                 continue;
             }
@@ -289,21 +305,8 @@ impl Book {
                 top_changed = true;
             }
         }
-        let depth = self.depth;
-        let zero = self.zero_qty.clone_ref(py);
-        let side = self.side(is_ask);
         if top_changed {
-            side.top = None;
-        }
-        if side.levels.len() > depth {
-            while side.levels.len() > depth {
-                if let Some((_, level)) = side.levels.pop_last() {
-                    out.append(PyTuple::new_bound(py, [level.price.clone_ref(py), zero.clone_ref(py)]))?;
-                }
-            }
-            if depth < CHECKSUM_LEVELS {
-                side.top = None;
-            }
+            self.side(is_ask).top = None;
         }
         Ok(())
     }

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+from bisect import bisect_left
 from decimal import Decimal
 
 import pytest
@@ -46,16 +47,20 @@ def test_float_rendering_breaks_checksum_but_precision_restores_it() -> None:
     assert wire.checksum_text() == "10014010008"
 
 
-def test_update_applies_in_order_and_deletes_and_truncates() -> None:
+def test_update_applies_in_order_and_deletes_and_truncates_after_every_level() -> None:
     book = L2Book("BTC/USD", 3, (1, 8))
     book.apply_snapshot([("10.0", "1"), ("9.0", "1"), ("8.0", "1")], [("11.0", "1"), ("12.0", "1"), ("13.0", "1")])
-    # same level twice in one message: the last one wins; 9.5 pushes 8.0 out (Kraken sends no delete)
+    # same level twice in one message: the last one wins; 9.5 pushes 8.0 out at once (Kraken sends no
+    # delete), so deleting 10.0 afterwards leaves two bids, not 8.0 back at the edge
     delta = book.apply_update([("9.5", "2"), ("9.5", "3"), ("10.0", "0")], [])
-    assert book.levels("bids") == [("9.5", "3.00000000"), ("9.0", "1.00000000"), ("8.0", "1.00000000")]
-    assert delta.bids == [("9.5", "2.00000000"), ("9.5", "3.00000000"), ("10.0", "0.00000000")]
-    delta = book.apply_update([("9.7", "1")], [])
-    assert book.levels("bids")[0] == ("9.7", "1.00000000")
-    assert ("8.0", "0.00000000") in delta.bids  # truncation delete is explicit in the delta
+    assert book.levels("bids") == [("9.5", "3.00000000"), ("9.0", "1.00000000")]
+    # the truncation delete is explicit, right after the insert that caused it
+    assert delta.bids == [("9.5", "2.00000000"), ("8.0", "0.00000000"), ("9.5", "3.00000000"),
+                          ("10.0", "0.00000000")]
+    delta = book.apply_update([("9.7", "1"), ("9.6", "1"), ("8.0", "4")], [])
+    assert book.levels("bids") == [("9.7", "1.00000000"), ("9.6", "1.00000000"), ("9.5", "3.00000000")]
+    assert delta.bids == [("9.7", "1.00000000"), ("9.6", "1.00000000"), ("9.0", "0.00000000"),
+                          ("8.0", "4.00000000"), ("8.0", "0.00000000")]
 
 
 def test_crossed_book_is_reported() -> None:
@@ -87,6 +92,25 @@ def test_depth_must_be_positive() -> None:
 # -- property tests against the reference book ----------------------------------------------------
 
 
+class PerLevelReference(ReferenceBook):
+    """The shared reference book with Kraken's rule 3: an update truncates after every level. A snapshot
+    is the book at one instant, truncated once after all its levels."""
+
+    def snapshot(self, bids: Levels, asks: Levels) -> None:
+        self.bids, self.asks = {}, {}
+        super().update(bids, asks)
+
+    def update(self, bids: Levels, asks: Levels) -> None:
+        for side, levels, worst in ((self.bids, bids, min), (self.asks, asks, max)):
+            for price, qty in levels:
+                if Decimal(qty) == 0:
+                    side.pop(Decimal(price), None)
+                    continue
+                side[Decimal(price)] = Decimal(qty)
+                if len(side) > self.depth:
+                    del side[worst(side)]
+
+
 def _token(ticks: int, precision: int, rng: random.Random) -> str:
     """Kraken's rendering, sometimes re-serialised the way recorders do (zeros lost, exponents)."""
     text = format_ticks(ticks, precision)
@@ -98,32 +122,74 @@ def _token(ticks: int, precision: int, rng: random.Random) -> str:
     return text
 
 
-def _messages(rng: random.Random, depth: int, pp: int, qp: int, n_updates: int) -> list[tuple[bool, Levels, Levels]]:
+def _messages(rng: random.Random, depth: int, pp: int, qp: int, n_updates: int,
+              edge_rate: float = 0.3) -> list[tuple[bool, Levels, Levels]]:
+    """A snapshot, then random updates of which about ``edge_rate`` take Kraken's edge shape on a full
+    side: an insert pushes the edge level out, then later levels of the same message cancel levels
+    inside, set or delete the pushed-out price, or refill beyond it (what truncation per level is for)."""
     mid = rng.randint(depth + 50, 10 ** min(pp + 6, 12))  # in ticks: tiny prices when pp is large
-    live_bids: set[int] = set()
-    live_asks: set[int] = set()
-
-    def qty() -> str:
-        return _token(rng.randint(1, 10 ** min(qp + 3, 12)), qp, rng)
-
-    def level(side_set: set[int], lo: int, hi: int) -> tuple[str, str]:
-        roll = rng.random()
-        if side_set and roll < 0.3:
-            ticks = rng.choice(sorted(side_set))
-            side_set.discard(ticks)
-            return _token(ticks, pp, rng), _token(0, qp, rng)
-        ticks = rng.randint(lo, hi)
-        side_set.add(ticks)
-        return _token(ticks, pp, rng), qty()
-
     spread = rng.randint(1, 5)
-    n = rng.randint(0, depth + 20)
-    snap_b = [level(live_bids, max(1, mid - 3 * depth), mid) for _ in range(n)]
-    snap_a = [level(live_asks, mid + spread, mid + spread + 3 * depth) for _ in range(rng.randint(0, depth + 20))]
+    bounds = ((max(1, mid - 3 * depth), mid), (mid + spread, mid + spread + 3 * depth))  # ticks, per side
+    live: tuple[set[int], set[int]] = (set(), set())  # every level set and not deleted (untruncated)
+    held: tuple[list[int], list[int]] = ([], [])  # the book truncated per level: keys, best first
+
+    def key(i: int, ticks: int) -> int:
+        return ticks if i else -ticks
+
+    def put(i: int, ticks: int, present: bool = True) -> tuple[str, str]:
+        keys, k = held[i], key(i, ticks)
+        j = bisect_left(keys, k)
+        there = j < len(keys) and keys[j] == k
+        if present:
+            live[i].add(ticks)
+            if not there:
+                keys.insert(j, k)
+                del keys[depth:]
+            return _token(ticks, pp, rng), _token(rng.randint(1, 10 ** min(qp + 3, 12)), qp, rng)
+        live[i].discard(ticks)
+        if there:
+            del keys[j]
+        return _token(ticks, pp, rng), _token(0, qp, rng)
+
+    def level(i: int) -> tuple[str, str]:
+        if live[i] and rng.random() < 0.3:
+            return put(i, rng.choice(sorted(live[i])), False)
+        return put(i, rng.randint(*bounds[i]))
+
+    def edge(i: int) -> Levels | None:
+        keys = held[i]
+        first, last = sorted((key(i, bounds[i][0]), key(i, bounds[i][1])))
+        if len(keys) < depth or first >= keys[-1]:
+            return None
+        inserted = rng.randrange(first, keys[-1])
+        if inserted in keys:
+            return None
+        pushed = keys[-1]
+        out = [put(i, abs(inserted))]
+        for _ in range(rng.randint(1, 3)):
+            roll = rng.random()
+            if roll < 0.4 and keys:  # a level inside cancelled: the exchange refills, never with `pushed`
+                out.append(put(i, abs(rng.choice(keys)), False))
+            elif roll < 0.7:  # the pushed-out price again: set or deleted
+                out.append(put(i, abs(pushed), rng.random() < 0.5))
+            elif keys and keys[-1] + 3 <= last:  # a refill beyond the edge
+                out.append(put(i, abs(keys[-1] + rng.randint(1, 3))))
+        return out
+
+    snap_b = [level(0) for _ in range(rng.randint(0, depth + 20))]
+    snap_a = [level(1) for _ in range(rng.randint(0, depth + 20))]
+    for i in (0, 1):  # a snapshot is truncated once, after all its levels
+        held[i][:] = sorted(key(i, t) for t in live[i])[:depth]
     messages = [(True, snap_b, snap_a)]
     for _ in range(n_updates):
-        b = [level(live_bids, max(1, mid - 3 * depth), mid) for _ in range(rng.randint(0, 4))]
-        a = [level(live_asks, mid + spread, mid + spread + 3 * depth) for _ in range(rng.randint(0, 4))]
+        b = a = None
+        if rng.random() < edge_rate:
+            if rng.random() < 0.5:
+                b = edge(0)
+            else:
+                a = edge(1)
+        b = b if b is not None else [level(0) for _ in range(rng.randint(0, 4))]
+        a = a if a is not None else [level(1) for _ in range(rng.randint(0, 4))]
         messages.append((False, b, a))
     return messages
 
@@ -139,7 +205,7 @@ def _messages(rng: random.Random, depth: int, pp: int, qp: int, n_updates: int) 
 def test_book_matches_reference_and_deltas_rebuild_it(seed: int, depth: int, pp: int, qp: int, n_updates: int) -> None:
     rng = random.Random(seed)
     book = L2Book("T/USD", depth, (pp, qp))
-    ref = ReferenceBook(depth, pp, qp)
+    ref = PerLevelReference(depth, pp, qp)
     consumer = LocalBook("T-USD")  # the client library's book
     for is_snapshot, bids, asks in _messages(rng, depth, pp, qp, n_updates):
         if is_snapshot:

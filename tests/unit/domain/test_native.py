@@ -1,7 +1,8 @@
 """The native book core (``native/``) is the Python engine, message for message.
 
-Compared on every real capture, on simulator sessions at depth 1000 and on the property tests' random
-books; the parser on every capture line, simulator frames and mutated frames. With a Rust toolchain on
+Compared on every real capture and the simulator recording (as recorded, and with Kraken's edge shape
+mutated into their updates), on simulator sessions at depth 1000 and on the property tests' random books;
+the parser on every capture line, simulator frames and mutated frames. With a Rust toolchain on
 the machine ``make`` builds the core, so it must be there; without one these tests are skipped.
 """
 
@@ -19,15 +20,19 @@ from hypothesis import strategies as st
 from models import native
 from models.book import DEPTHS, L2Book, new_book
 from models.kraken.frames import parse_frame
-from models.numbers import NumberError
+from models.kraken.messages import Ack, BookFrame, InstrumentFrame
+from models.numbers import NumberError, format_ticks, scale
 from models.session import BookSession, PairState, RawRecord
 from sim import render
 from sim.exchange import PairMarket
 from sim.pairs import catalogue
-from tests.conftest import capture_files
+from tests.conftest import ROOT, capture_files
 from tests.unit.domain.test_book import _messages
 
 pytestmark = pytest.mark.unit
+
+#: The simulator's seed-11 DOGE/USD depth-10 session: it holds Kraken's edge shape (see test_truncation).
+SIM_RECORDING = ROOT / "tests" / "fixtures" / "sim-recordings" / "sim-seed11_dogeusd_d10.jsonl"
 
 
 def test_the_native_core_is_built_where_a_rust_toolchain_is() -> None:
@@ -98,6 +103,15 @@ def sim_session(pairs: int, depth: int, updates: int, seed: int) -> list[bytes]:
 @requires_native
 @pytest.mark.parametrize("path", capture_files(), ids=lambda p: p.name)
 def test_real_captures_give_the_same_deltas_and_books(path: Path) -> None:
+    _same_deltas_and_books(path)
+
+
+@requires_native
+def test_the_simulator_recording_gives_the_same_deltas_and_books() -> None:
+    _same_deltas_and_books(SIM_RECORDING)
+
+
+def _same_deltas_and_books(path: Path) -> None:
     lines = [ln for ln in path.read_bytes().splitlines() if ln.strip()]
     python, python_books = run_session(lines, on=False)
     rust, rust_books = run_session(lines, on=True)
@@ -151,6 +165,71 @@ def test_random_books_are_identical(seed: int, depth: int, pp: int, qp: int, n_u
             except ValueError as exc:
                 outcome.append(("error", str(exc), book.precision, book.checksum()))
         assert outcome[0] == outcome[1]
+
+
+def _edge(book: L2Book, side: str, rng: random.Random) -> list[tuple[str, str]]:
+    """Kraken's edge shape on a full side of ``book``: a new price inside pushes the edge level out,
+    then the pushed-out price is set or deleted, a level inside is cancelled or one beyond is added."""
+    levels = book.levels(side)
+    if len(levels) < max(2, book.depth) or book.precision is None:
+        return []
+    pp, qp = book.precision
+    ticks = [scale(price, pp)[0] for price, _ in levels]
+    gaps = [i for i in range(len(ticks) - 1) if abs(ticks[i + 1] - ticks[i]) > 1]
+    if not gaps:
+        return []
+    i = rng.choice(gaps)
+    zero = format_ticks(0, qp)
+
+    def qty() -> str:
+        return format_ticks(rng.randint(1, 10 ** (qp + 3)), qp)
+
+    out = [(format_ticks((ticks[i] + ticks[i + 1]) // 2, pp), qty())]
+    pushed = levels[-1][0]
+    for _ in range(rng.randint(1, 3)):
+        roll = rng.random()
+        beyond = ticks[-1] + (rng.randint(1, 3) if side == "asks" else -rng.randint(1, 3))
+        if roll < 0.4:
+            out.append((rng.choice(levels[:-1])[0], zero))
+        elif roll < 0.7:
+            out.append((pushed, qty() if rng.random() < 0.5 else zero))
+        elif beyond > 0:
+            out.append((format_ticks(beyond, pp), qty()))
+    return out
+
+
+@requires_native
+@pytest.mark.parametrize("path", [*capture_files(), SIM_RECORDING], ids=lambda p: p.name)
+def test_recorded_updates_with_the_edge_shape_mutated_in_are_identical(path: Path) -> None:
+    rng = random.Random(path.name)
+    precisions: dict[str, tuple[int, int]] = {}
+    depth = 10
+    books: dict[str, tuple[L2Book, Any]] = {}
+    mutated = updates = 0
+    for line in path.read_bytes().splitlines():
+        frame = parse_frame(line)
+        if isinstance(frame, InstrumentFrame):
+            precisions.update((p.symbol, (p.price_precision, p.qty_precision)) for p in frame.pairs)
+        elif isinstance(frame, Ack) and frame.channel == "book" and frame.depth:
+            depth = frame.depth
+        elif isinstance(frame, BookFrame):
+            for data in frame.books:
+                precision = precisions.get(data.symbol)
+                if frame.is_snapshot and precision is not None:
+                    books[data.symbol] = (L2Book(data.symbol, depth, precision),
+                                          native.Book(data.symbol, depth, precision))
+                if data.symbol not in books:
+                    continue
+                python, rust = books[data.symbol]
+                bids, asks = data.bids, data.asks
+                if not frame.is_snapshot:
+                    updates += 1
+                    side = rng.choice(("bids", "asks"))
+                    edge = _edge(python, side, rng) if rng.random() < 0.5 else []
+                    mutated += bool(edge)
+                    bids, asks = (edge + bids, asks) if side == "bids" else (bids, edge + asks)
+                assert _apply(rust, frame.is_snapshot, bids, asks) == _apply(python, frame.is_snapshot, bids, asks)
+    assert mutated >= updates // 6, f"only {mutated} of {updates} updates mutated"
 
 
 @requires_native

@@ -18,8 +18,11 @@ if TYPE_CHECKING:
 
 
 def _verify(args: argparse.Namespace) -> int:
+    from app.settings import Settings
     from cli.verify import as_json, exit_code, render, summary, verify_file
+    from models import native
 
+    native.use(Settings.from_env().native)  # KRAKENFLOW_NATIVE=0: the pure-Python engine, as in the worker
     reports = [verify_file(path) for path in args.captures]
     if args.json:
         sys.stdout.write(orjson.dumps(as_json(reports), option=orjson.OPT_INDENT_2).decode() + "\n")
@@ -29,7 +32,7 @@ def _verify(args: argparse.Namespace) -> int:
     else:
         for report in reports:
             print("\n".join(render(report)))
-        print(summary(reports))
+        print(f"{summary(reports)} ({'native' if native.enabled else 'Python'} book engine)")
     return exit_code(reports)
 
 

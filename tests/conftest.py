@@ -40,10 +40,8 @@ class ReferenceBook:
         self.asks: dict[Decimal, Decimal] = {}
 
     def snapshot(self, bids: list[tuple[str, str]], asks: list[tuple[str, str]]) -> None:
+        """The book at one instant: every level set, then truncated once."""
         self.bids, self.asks = {}, {}
-        self.update(bids, asks)
-
-    def update(self, bids: list[tuple[str, str]], asks: list[tuple[str, str]]) -> None:
         for side, levels in ((self.bids, bids), (self.asks, asks)):
             for price, qty in levels:
                 if Decimal(qty) == 0:
@@ -52,6 +50,17 @@ class ReferenceBook:
                     side[Decimal(price)] = Decimal(qty)
         self.bids = dict(self.sorted_bids()[: self.depth])
         self.asks = dict(self.sorted_asks()[: self.depth])
+
+    def update(self, bids: list[tuple[str, str]], asks: list[tuple[str, str]]) -> None:
+        """Kraken's rule: levels in order, qty 0 deletes, each side truncated after every level."""
+        for side, levels, worst in ((self.bids, bids, min), (self.asks, asks, max)):
+            for price, qty in levels:
+                if Decimal(qty) == 0:
+                    side.pop(Decimal(price), None)
+                    continue
+                side[Decimal(price)] = Decimal(qty)
+                if len(side) > self.depth:
+                    del side[worst(side)]
 
     def sorted_bids(self) -> list[tuple[Decimal, Decimal]]:
         return sorted(self.bids.items(), key=lambda kv: kv[0], reverse=True)

@@ -92,25 +92,6 @@ def test_depth_must_be_positive() -> None:
 # -- property tests against the reference book ----------------------------------------------------
 
 
-class PerLevelReference(ReferenceBook):
-    """The shared reference book with Kraken's rule 3: an update truncates after every level. A snapshot
-    is the book at one instant, truncated once after all its levels."""
-
-    def snapshot(self, bids: Levels, asks: Levels) -> None:
-        self.bids, self.asks = {}, {}
-        super().update(bids, asks)
-
-    def update(self, bids: Levels, asks: Levels) -> None:
-        for side, levels, worst in ((self.bids, bids, min), (self.asks, asks, max)):
-            for price, qty in levels:
-                if Decimal(qty) == 0:
-                    side.pop(Decimal(price), None)
-                    continue
-                side[Decimal(price)] = Decimal(qty)
-                if len(side) > self.depth:
-                    del side[worst(side)]
-
-
 def _token(ticks: int, precision: int, rng: random.Random) -> str:
     """Kraken's rendering, sometimes re-serialised the way recorders do (zeros lost, exponents)."""
     text = format_ticks(ticks, precision)
@@ -205,7 +186,7 @@ def _messages(rng: random.Random, depth: int, pp: int, qp: int, n_updates: int,
 def test_book_matches_reference_and_deltas_rebuild_it(seed: int, depth: int, pp: int, qp: int, n_updates: int) -> None:
     rng = random.Random(seed)
     book = L2Book("T/USD", depth, (pp, qp))
-    ref = PerLevelReference(depth, pp, qp)
+    ref = ReferenceBook(depth, pp, qp)
     consumer = LocalBook("T-USD")  # the client library's book
     for is_snapshot, bids, asks in _messages(rng, depth, pp, qp, n_updates):
         if is_snapshot:

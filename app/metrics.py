@@ -148,6 +148,10 @@ class IngestCollector(Collector):
                                codes)
         yield _counter("krakenflow_ingest_connects_delayed", "Kraken connects that waited for the connect limit",
                        ingest.limiter.delayed)
+        yield _counter("krakenflow_ingest_connects", "Kraken connects attempted (about 150 per 10 minutes per IP "
+                       "allowed)", stats.connects)
+        yield _counter("krakenflow_ingest_suspensions", "Times frames were held back while the ingest lock was in "
+                       "doubt", stats.suspensions)
         frames = CounterMetricFamily("krakenflow_ingest_frames", "Frames received", labels=["channel"])
         size = CounterMetricFamily("krakenflow_ingest_bytes", "Bytes received", labels=["channel"])
         for channel, count in stats.frames.items():

@@ -10,7 +10,9 @@ The connection does not interpret book data; it only learns enough to stay healt
 * Kraken's application-level ``ping``: no ``pong`` within ``ping_timeout`` closes the connection;
 * close codes by meaning (:data:`CLOSE_CODES`): 1008/1013 wait ``policy_wait``, 1001/1012 come back at
   once; after any other failure the next of ``urls`` is tried;
-* every connect goes through the ingest's shared :class:`ConnectLimiter` (Kraken limits connects per IP).
+* every connect goes through the ingest's shared :class:`ConnectLimiter` (Kraken limits connects per IP),
+  and first waits for ``ready`` (the ingest's say: Kafka takes frames, the lock is not in doubt), so a
+  connection dropped because Kafka was away comes back once, when Kafka is back.
 """
 
 from __future__ import annotations
@@ -67,6 +69,7 @@ class KrakenConnection:
         sink: FrameSink, connection_id: str, *, stale_after: float = 15.0, resync_min_interval: float = 5.0,
         backoff: Backoff | None = None, with_instrument: bool = True, ping_interval: float = 30.0,
         ping_timeout: float = 10.0, limiter: ConnectLimiter | None = None, policy_wait: float = 60.0,
+        ready: Callable[[], Awaitable[None]] | None = None, on_connect: Callable[[], None] | None = None,
     ) -> None:
         self.urls = (urls,) if isinstance(urls, str) else urls
         self.pairs, self.depth, self.channels = pairs, depth, channels
@@ -79,6 +82,8 @@ class KrakenConnection:
         self.ping_interval, self.ping_timeout = ping_interval, ping_timeout
         self.limiter = limiter or ConnectLimiter()
         self.policy_wait = policy_wait
+        self.ready = ready
+        self.on_connect = on_connect
         self.ws: ClientConnection | None = None
         self.connected = asyncio.Event()
         self.seq = 0
@@ -100,6 +105,8 @@ class KrakenConnection:
 
     async def run(self) -> None:
         while True:
+            if self.ready is not None:
+                await self.ready()
             await self._within_connect_limit()
             reason, code = await self._session()
             self.connected.clear()
@@ -123,8 +130,9 @@ class KrakenConnection:
         elif len(self.urls) > 1:
             self._url_index = (self._url_index + 1) % len(self.urls)
         delay = self.backoff.next_delay()
-        log.warning("kraken connection %s lost (%s%s); reconnecting to %s in %.1f s", self.connection_id, reason,
-                    f": {meaning}" if meaning else "", self.url, delay)
+        log.warning("kraken connection %s lost (%s%s); reconnecting to %s in %.1f s%s", self.connection_id, reason,
+                    f": {meaning}" if meaning else "", self.url, delay,
+                    ", once Kafka answers" if reason.startswith("kafka unavailable") else "")
         return delay
 
     async def _within_connect_limit(self) -> None:
@@ -139,6 +147,8 @@ class KrakenConnection:
             while (wait := self.limiter.wait(time.monotonic())) > 0:
                 await asyncio.sleep(wait)  # until the oldest connect leaves the window
         self.limiter.record(time.monotonic())
+        if self.on_connect is not None:
+            self.on_connect()
 
     async def _session(self) -> tuple[str, int | None]:
         """One connection, until it ends: (why, Kraken's close code if it sent one)."""
@@ -260,6 +270,12 @@ class KrakenConnection:
 
     async def _watch_staleness(self) -> None:
         while True:
+            slept = time.monotonic()
             await asyncio.sleep(1.0)  # staleness is judged in whole seconds
+            stood_still = time.monotonic() - slept - 1.0
+            if stood_still > 1.0:  # this process stood still (a pause): the silence was ours, not Kraken's
+                for pair in self.last_book:
+                    self.last_book[pair] += stood_still
+                continue
             for pair in self.stale_pairs():
                 await self.resync(pair, f"no book data for {self.stale_after:.0f} s")

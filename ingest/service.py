@@ -2,8 +2,13 @@
 
 * Exactly one live ingest per cluster: every candidate (each worker, or ``krakenflow ingest``
   processes) joins the consumer group ``<app_id>-ingest`` on the one-partition topic
-  ``kraken.ingest.lock``; the member assigned that partition is the live ingest. When it stops or dies
-  the group rebalances and another candidate takes over (after the session timeout for a SIGKILL).
+  ``kraken.ingest.lock``; the member assigned that partition is the live ingest (``ingest/election.py``).
+  When it stops or dies the group rebalances and another candidate takes over (after the session
+  timeout for a SIGKILL).
+* Kraken's connect budget is spent once per fault: a connection dropped because Kafka was away comes
+  back once Kafka answers again; a lock lost and won back with nobody streaming in between keeps its
+  connections; an ingest that stood still (a pause) holds its frames back until the group says it
+  still holds the lock, and stands by if another took over.
 * Records: key = pair (``BTC/USD``) for pair frames, ``conn:<id>`` for connection frames; headers
   ``recv_ns``, ``conn_id``, ``seq`` (per connection). acks=all; one partition per pair keeps order.
 * Pairs are spread over connections of at most ``pairs_per_connection`` pairs.
@@ -23,13 +28,15 @@ from functools import partial
 from typing import Any
 
 import orjson
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.coordinator.assignors.roundrobin import RoundRobinPartitionAssignor
 from aiokafka.errors import KafkaError
 
 from app.security import kafka_client_config
 from app.settings import Settings
 from app.topics import ensure_topics
 from ingest.connection import FrameSink, KrakenConnection, SinkUnavailable
+from ingest.election import Election, LockAssignor
 from ingest.raw import raw_record
 from ingest.rotation import Handover, rotate_forever
 from models.backoff import Backoff
@@ -38,6 +45,12 @@ from models.histogram import LatencyHistogram
 from models.kraken.wire import channel_of
 
 log = logging.getLogger("krakenflow.ingest")
+
+#: the lock group's session timeout and heartbeat interval (seconds)
+SESSION_TIMEOUT, HEARTBEAT_INTERVAL = 6.0, 1.0
+#: a process that stood still this long (SIGSTOP, a paused VM) may have lost its group session: it holds
+#: its frames back until the group says whether it still holds the lock
+STILL_AFTER = SESSION_TIMEOUT / 2
 
 
 class IngestStats:
@@ -52,6 +65,8 @@ class IngestStats:
         self.lock_releases = 0  # times the lock was given up because Kafka took no frame for too long
         self.producer_renewals = 0  # producers replaced after losing a batch (see Ingest._renew_producer)
         self.rotations = 0  # connections replaced, make before break (ingest/rotation.py)
+        self.connects = 0  # Kraken connects attempted (Kraken allows about 150 per 10 minutes per IP)
+        self.suspensions = 0  # times frames were held back while the lock was in doubt
         self.task_restarts: dict[str, int] = {}  # supervised tasks that died and were restarted
         self.in_flight = 0
         self.send_latency = LatencyHistogram()
@@ -77,6 +92,12 @@ class Ingest:
         self._producer_ready = asyncio.Event()
         self._lost: set[str] = set()  # pairs whose lost frames were logged since the producer started
         self.lock_generation = -1
+        #: set while frames may go out; cleared while the lock is in doubt (see :meth:`suspend`)
+        self.writable = asyncio.Event()
+        self._ticked = time.monotonic()  # the clock watch's last tick (see _stood_still)
+        self._suspended_since = 0.0  # monotonic time frames were last held back
+        #: one start or stop of the role at a time (the rebalance listener, and the campaign's retries)
+        self._role = asyncio.Lock()
         #: one connect limit for every Kraken connection of this process (Kraken counts per IP)
         self.limiter = ConnectLimiter(settings.connect_limit, settings.connect_window)
 
@@ -107,26 +128,134 @@ class Ingest:
         s = self.settings
         lock = AIOKafkaConsumer(
             bootstrap_servers=s.kafka_bootstrap, group_id=f"{s.app_id}-ingest", enable_auto_commit=False,
-            session_timeout_ms=6000, heartbeat_interval_ms=1000, client_id=f"ingest-{self._instance}",
+            session_timeout_ms=int(SESSION_TIMEOUT * 1000), heartbeat_interval_ms=int(HEARTBEAT_INTERVAL * 1000),
+            client_id=f"ingest-{self._instance}",
+            # round robin too: a group with members of an older version agrees on that one
+            partition_assignment_strategy=(LockAssignor(self), RoundRobinPartitionAssignor),
             **kafka_client_config(s),
         )
-        listener = _Election(self, lock)
+        listener = Election(self, lock, TopicPartition(s.topic("ingest.lock"), 0), self._instance)
         await lock.start()
         try:
             lock.subscribe([s.topic("ingest.lock")], listener=listener)
             while True:
                 await lock.getmany(timeout_ms=1000)  # keeps group membership; the lock has no data
+                if listener.holds and not self.active.is_set():
+                    await self.hold_lock(listener, session_lost=False)  # a takeover not recorded yet: again
+                elif self.active.is_set() and not self.writable.is_set() and await listener.confirm():
+                    self.resume("the group still counts this process as the lock holder")
                 if self.active.is_set() and self.failing_for() > s.ingest_release_after:
                     log.error("Kafka has taken no frame for %.0f s: releasing the ingest lock for %.0f s so a "
                               "standby can take over", self.failing_for(), s.ingest_release_after)
+                    self.stats.lock_releases += 1
+                    return
+                if self.active.is_set() and self.suspended_for() > s.ingest_release_after:
+                    # never expected (a rebalance settles a doubt in seconds), but a stream held back for good
+                    # would be a live ingest that writes nothing: give the lock up, as above
+                    log.error("frames held back for %.0f s with the ingest lock still in doubt: releasing it for "
+                              "%.0f s", self.suspended_for(), s.ingest_release_after)
                     self.stats.lock_releases += 1
                     return
         finally:
             # the lock consumer's leave can complete a rebalance that hands us the lock once more: a
             # campaign that is ending must not start streaming again (a stopping process would publish)
             listener.open = False
-            await self.stop_streaming()
+            async with self._role:  # after a start the listener may have under way
+                await self.stop_streaming()
             await lock.stop()
+
+    async def hold_lock(self, election: Election, session_lost: bool) -> None:
+        """The lock is ours in ``election.generation``: start streaming, or carry on.
+
+        Won back after our group session was lost: if nobody else took the lock meanwhile (the takeover
+        record is still ours), every frame went out under our generation or is still held here, so the
+        Kraken connections carry on; otherwise another ingest streamed, the books follow its snapshots,
+        and ours start over on fresh connections."""
+        async with self._role:
+            if election.holds and election.open:  # not moved on while this waited
+                await self._hold_lock(election, session_lost)
+
+    async def release_lock(self) -> None:
+        """Another ingest holds the lock: stop streaming (a woken ingest that was live stands by)."""
+        async with self._role:
+            await self.stop_streaming()
+
+    async def _hold_lock(self, election: Election, session_lost: bool) -> None:
+        if self.active.is_set() and session_lost:
+            if await election.still_ours():
+                log.warning("ingest lock won again after losing the group session, and no other ingest took it "
+                            "meanwhile: carrying on with the same Kraken connections")
+            else:
+                log.warning("ingest lock won again after losing the group session; another ingest may have "
+                            "streamed meanwhile: reconnecting to Kraken for fresh snapshots")
+                await self.stop_streaming()
+        if self.active.is_set():
+            self.lock_generation = election.generation  # frames held back go out under it
+            self.resume("the lock is held")
+            return
+        if await election.record_takeover():
+            self.lock_generation = election.generation
+            await self.start_streaming()
+
+    def suspend(self, why: str) -> None:
+        """Hold frames back (the sink waits; the socket buffers, then TCP pushes back on Kraken) until
+        the group says who holds the lock: this process again (:meth:`resume`), or another one
+        (:meth:`stop_streaming`: the held frames are dropped and the connections close)."""
+        if self.active.is_set() and self.writable.is_set():
+            self.writable.clear()
+            self._suspended_since = time.monotonic()
+            self.stats.suspensions += 1
+            log.warning("holding frames back: %s; waiting for the ingest group to say who holds the lock", why)
+
+    def resume(self, why: str) -> None:
+        if not self.writable.is_set():
+            self.writable.set()
+            log.info("frames go out again: %s", why)
+
+    def suspended_for(self) -> float:
+        """Seconds frames have been held back (0: they go out)."""
+        return 0.0 if self.writable.is_set() else time.monotonic() - self._suspended_since
+
+    def _stood_still(self) -> None:
+        """Suspend if this process stood still (SIGSTOP, a paused VM) long enough to lose its group session:
+        checked before each frame as well as by the clock watch, as either may run first on waking."""
+        now = time.monotonic()
+        if now - self._ticked > STILL_AFTER:
+            self.suspend(f"this process stood still for {now - self._ticked:.1f} s")
+            self._ticked = now
+
+    async def _watch_clock(self) -> None:
+        while True:
+            self._stood_still()
+            self._ticked = time.monotonic()
+            await asyncio.sleep(0.5)  # the clock watch's tick: a stop shows as a gap between ticks
+
+    async def _connectable(self) -> None:
+        """Before each Kraken connect, each of which spends Kraken's budget: wait while the lock is in
+        doubt, and while Kafka takes no frames (a connection dropped for that comes back once)."""
+        backoff = Backoff(base=0.5, cap=5.0)
+        while True:
+            await self.writable.wait()
+            if self._failing_since is None or await self._kafka_answers():
+                return
+            await asyncio.sleep(backoff.next_delay())  # Kafka still away: ask again in a moment
+
+    async def _kafka_answers(self) -> bool:
+        """Kafka answers a metadata request and every raw partition has a leader."""
+        producer = self._producer
+        if producer is None:
+            return False  # being replaced: its start waits for Kafka
+        topic = self.settings.raw_topic
+        try:
+            cluster = await asyncio.wait_for(producer.client.fetch_all_metadata(), self.settings.ingest_send_timeout)
+        except (KafkaError, TimeoutError):
+            return False
+        partitions = cluster.partitions_for_topic(topic) or set()
+        return bool(partitions) and all(cluster.leader_for_partition(TopicPartition(topic, p)) not in (None, -1)
+                                        for p in partitions)
+
+    def _count_connect(self) -> None:
+        self.stats.connects += 1
 
     async def start_streaming(self) -> None:
         if self.active.is_set():
@@ -136,13 +265,15 @@ class Ingest:
         self._producer = self._new_producer()
         self._failing_since = None
         self._lost.clear()
+        self._ticked = time.monotonic()
+        self.writable.set()
         await self._producer.start()
         self._producer_ready.set()
         chunk = max(1, s.pairs_per_connection)
         groups = [s.pairs[i:i + chunk] for i in range(0, len(s.pairs), chunk)]
         self.connections = [self.make_connection(n, pairs, self._publish) for n, pairs in enumerate(groups)]
         self.connection_tasks = [self.spawn(f"kraken-{n}", c.run) for n, c in enumerate(self.connections)]
-        self._tasks = [self.spawn("control", self._control_loop)]
+        self._tasks = [self.spawn("control", self._control_loop), self.spawn("clock", self._watch_clock)]
         if s.rotate_after > 0:
             self._tasks += [self.spawn(f"rotate-{n}", partial(rotate_forever, self, n)) for n in range(len(groups))]
         self.active.set()
@@ -155,6 +286,7 @@ class Ingest:
             stale_after=s.stale_after, resync_min_interval=s.resync_min_interval, with_instrument=(n == 0),
             ping_interval=s.ping_interval, ping_timeout=s.ping_timeout, limiter=self.limiter,
             policy_wait=s.policy_wait, backoff=Backoff(cap=s.reconnect_backoff_cap),
+            ready=self._connectable, on_connect=self._count_connect,
         )
 
     def spawn(self, name: str, run: Callable[[], Awaitable[None]]) -> asyncio.Task[None]:
@@ -229,6 +361,9 @@ class Ingest:
     # -- frames ------------------------------------------------------------------------------------
 
     async def _publish(self, text: str, recv_ns: int, connection_id: str, seq: int, key: str | None) -> None:
+        self._stood_still()
+        if not self.writable.is_set():
+            await self.writable.wait()  # the lock in doubt; cancelled with the connection if it is lost
         producer = self._producer
         if producer is None:
             if not self.active.is_set():
@@ -353,35 +488,3 @@ class Ingest:
             return
         if isinstance(request, dict) and request.get("action") == "resync" and isinstance(request.get("symbol"), str):
             await self.resync(request["symbol"], str(request.get("reason", "requested")))
-
-
-class _Election(ConsumerRebalanceListener):  # type: ignore[misc]
-    def __init__(self, ingest: Ingest, lock: AIOKafkaConsumer) -> None:
-        self.ingest = ingest
-        self.lock = lock
-        self.member: str | None = None  # our member id in the group when we last got the lock
-        self.open = True  # False once the campaign ends: an assignment then is not acted on
-
-    # Revocation happens on every rebalance, also when the holder keeps the lock: acting only on the
-    # new assignment avoids reconnecting to Kraken each time a worker joins.
-    async def on_partitions_revoked(self, revoked: list[TopicPartition]) -> None:
-        return None
-
-    async def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
-        if not self.open:
-            return
-        if assigned:
-            coordinator = self.lock._coordinator
-            member = getattr(coordinator, "member_id", None)
-            if self.ingest.active.is_set() and member != self.member:
-                # our session had expired (a pause, a partition): another ingest may have held the lock
-                # since, and our frames of that time were fenced; start over with fresh snapshots
-                log.warning("ingest lock won again after losing the group session: reconnecting to Kraken")
-                await self.ingest.stop_streaming()
-            self.member = member
-            # the group generation grows with every rebalance: frames carry the one this ingest holds
-            self.ingest.lock_generation = int(getattr(coordinator, "generation", -1))
-            log.info("ingest lock held in generation %d", self.ingest.lock_generation)
-            await self.ingest.start_streaming()
-        else:
-            await self.ingest.stop_streaming()

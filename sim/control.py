@@ -2,7 +2,7 @@
 
 | action | parameters | effect |
 |---|---|---|
-| ``state`` | | connections, events, frames sent, subscriptions, faults |
+| ``state`` | | connections, ``connects`` (when each was accepted), events, frames sent, subscriptions, faults |
 | ``drop`` | | abort every connection now |
 | ``drop_every`` | ``seconds`` (0 stops) | abort every connection periodically |
 | ``corrupt`` | ``symbol``, ``keep`` (1/0) | the next book message of ``symbol`` carries a wrong checksum; ``keep=1``: every one until ``keep=0`` |

@@ -4,6 +4,7 @@ themselves; books equal the exchange's after settling; every delta verifies and 
 
 from __future__ import annotations
 
+import re
 import signal
 import time
 import urllib.request
@@ -96,6 +97,7 @@ def test_the_ingest_outlives_a_paused_broker_and_starts_over_with_fresh_snapshot
         wait_until(lambda: len([b for b in (http_json(f"http://127.0.0.1:{port}/books/") or {"books": []})["books"]
                                 if b["state"] == "live"]) == len(PAIRS), 90, "all books live")
         flowing(c, port, "deltas before the pause")
+        spent = len(c.sim("state")["connects"])
         broker = kafka.node(1).process
         assert broker is not None
         broker.send_signal(signal.SIGSTOP)  # slow to the point of silence: nothing times out at once
@@ -123,6 +125,63 @@ def test_the_ingest_outlives_a_paused_broker_and_starts_over_with_fresh_snapshot
         deltas = c.read("book.deltas", until=lambda r: fresh(r) == symbols, timeout=90)
         assert fresh(deltas) == symbols, "every pair started over from a fresh snapshot"
         assert [(d["symbol"], d["seq"]) for d in deltas if d["checksum_ok"] is False] == [], "a checksum failed"
+        # dropped for Kafka, then the lock given up and won back: still one connect for the one connection
+        assert len(c.sim("state")["connects"]) - spent == 1, "one Kraken connect for the whole fault"
+    finally:
+        c.close()
+        kafka.close()
+
+
+def test_a_broker_blip_costs_one_kraken_connect_per_connection(tmp_path: Path) -> None:
+    """Kraken allows about 150 connects per 10 minutes per IP. The broker stops for longer than the
+    ingest's send timeout and its lock group's session: the overflow policy drops every Kraken
+    connection. Each comes back once, when Kafka answers again (not while it is away, nor again if the
+    broker, back, expired the ingest's group session before serving its pending heartbeat and the lock
+    is won back), and every book starts over from a fresh snapshot."""
+    kafka = start_kafka(tmp_path / "kafka", nodes=1, log=tmp_path)
+    c = Cluster(tmp_path, PAIRS, depth=25, sim_args=("--pair-rate", "20", "--seed", "12"), kafka=kafka)
+    c.env.update({"KRAKENFLOW_INGEST_SEND_TIMEOUT": "3", "KRAKENFLOW_INGEST_RELEASE_AFTER": "600",
+                  "KRAKENFLOW_PAIRS_PER_CONNECTION": "2"})
+    ingest_log = tmp_path / "ingest.log"
+
+    def subscribed() -> set[str]:
+        return {cid for cid, symbols in (c.sim("state") or {}).get("subscriptions", {}).items() if symbols}
+
+    try:
+        c.start_ingest()
+        port = c.start_worker()
+        wait_until(lambda: len([b for b in (http_json(f"http://127.0.0.1:{port}/books/") or {"books": []})["books"]
+                                if b["state"] == "live"]) == len(PAIRS), 90, "all books live")
+        flowing(c, port, "deltas before the blip")
+        before = wait_until(lambda: subscribed() if len(subscribed()) == 2 else None, 30, "two connections")
+        spent = len(c.sim("state")["connects"])
+        broker = kafka.node(1).process
+        assert broker is not None
+        broker.send_signal(signal.SIGSTOP)
+        stopped = time.monotonic()
+        try:
+            wait_until(lambda: all(re.search(rf"connection \S+:{n} lost \(kafka unavailable", ingest_log.read_text())
+                                   for n in range(2)), 60, "the overflow policy to drop both Kraken connections")
+            # the blip's length, not a wait for something: longer than the lock group's session (6 s)
+            wait_until(lambda: time.monotonic() - stopped > 8, 30, "the blip to outlast the group session")
+        finally:
+            broker.send_signal(signal.SIGCONT)
+        resumed_ns = time.time_ns()
+        flowing(c, port, "deltas after the blip", timeout=120)
+        symbols = {normalize(p) for p in PAIRS}
+
+        def fresh(r: list[dict[str, Any]]) -> set[str]:
+            return {d["symbol"] for d in r if d["is_snapshot"] and (d["ts_recv_ns"] or 0) > resumed_ns}
+
+        deltas = c.read("book.deltas", until=lambda r: fresh(r) == symbols, timeout=90)
+        after = wait_until(lambda: subscribed() if len(subscribed()) == 2 else None, 30, "two connections again")
+        assert not after & before, "both connections were dropped"
+        text = ingest_log.read_text()
+        print("lock won back after the blip:", "losing the group session" in text)  # which way the broker went
+        assert len(c.sim("state")["connects"]) - spent == 2, "one connect per Kraken connection"
+        assert "reconnecting to Kraken for fresh snapshots" not in text
+        assert [(d["symbol"], d["seq"]) for d in deltas if d["checksum_ok"] is False] == [], "a checksum failed"
+        assert c.procs["ingest"].poll() is None, "the ingest process lives on"
     finally:
         c.close()
         kafka.close()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import signal
 import time
 import urllib.request
@@ -11,6 +12,7 @@ from typing import Any
 
 import orjson
 import pytest
+from aiokafka.admin import AIOKafkaAdminClient
 
 from tests.brokers import DEFAULT, KAFKA
 from tests.cluster import Cluster, wait_until
@@ -39,6 +41,43 @@ def connections(c: Cluster) -> dict[str, list[str]]:
 
 def live_ingest(c: Cluster, names: list[str]) -> str:
     return next(n for n in names if "this process is the live ingest" in c.log(n))
+
+
+def connects(c: Cluster) -> int:
+    """WebSocket connections the simulator has accepted so far (each one spends Kraken's budget)."""
+    return len(c.sim("state")["connects"])
+
+
+def full_log(c: Cluster, name: str) -> str:
+    return (c.tmp / f"{name}.log").read_text(errors="replace")
+
+
+def ingest_live(port: int) -> float:
+    text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
+    return next(float(line.split()[1]) for line in text.splitlines() if line.startswith("krakenflow_ingest_live "))
+
+
+def lock_group_members(c: Cluster) -> list[str] | None:
+    """Client ids of the ingest lock group's members, as its coordinator sees them (None: not known)."""
+    async def describe() -> list[str] | None:
+        admin = AIOKafkaAdminClient(bootstrap_servers=c.bootstrap)
+        await admin.start()
+        try:
+            [response] = await admin.describe_consumer_groups([f"{c.env['KRAKENFLOW_APP_ID']}-ingest"])
+            # (error_code, group_id, state, protocol_type, protocol, members, ...); a member is
+            # (member_id, [group_instance_id,] client_id, client_host, metadata, assignment)
+            error, *_, members = response.groups[0][:6]
+            return None if error else [m[-4] for m in members]
+        finally:
+            await admin.close()
+
+    return asyncio.run(describe())
+
+
+def frames_written_after(c: Cluster, pid: int, after_ns: int) -> list[tuple[int, int]]:
+    """(partition, offset) of raw records of the ingest ``pid`` received after ``after_ns``."""
+    return [(r["_partition"], r["_offset"]) for r in c.read("raw", until=None)
+            if r["_headers"]["conn_id"].split(":")[1] == str(pid) and int(r["_headers"]["recv_ns"]) > after_ns]
 
 
 def test_one_live_ingest_spread_over_connections_and_failover(cluster: Cluster) -> None:
@@ -206,3 +245,83 @@ def test_batches_kafka_refused_leave_no_pair_stuck_and_every_pair_resynced(clust
                 if line.startswith("krakenflow_ingest_producer_renewals_total")]
     assert renewals and renewals[0] >= 1
     assert cluster.procs["ingest"].poll() is None, "the ingest lives on"
+
+
+def test_an_ingest_woken_after_a_takeover_stands_by_and_costs_no_connect(cluster: Cluster) -> None:
+    """Paused past its group session, the live ingest is replaced. Woken, it must not take the lock back
+    (a second handover: new connections, fresh snapshots for every pair) nor write what it reads after
+    waking: it stands by and closes its connections; the replacement carries on without a reconnect."""
+    ports = {name: cluster.start_ingest(name) for name in ("ingest-1", "ingest-2")}
+    first = wait_until(lambda: connections(cluster) if len(connections(cluster)) == 3 else None, 60, "three connections")
+    cluster.start_worker()
+    live = live_ingest(cluster, list(ports))
+    standby = "ingest-2" if live == "ingest-1" else "ingest-1"
+    paused = cluster.procs[live]
+    cluster.read("book.deltas", until=lambda r: len(r) >= 60)
+
+    paused.send_signal(signal.SIGSTOP)  # frozen: it keeps its sockets, loses its group session
+    try:
+        wait_until(lambda: "this process is the live ingest" in cluster.log(standby), 60, "the standby to take over")
+        # the replacement's three connections besides the paused ingest's, open while it is stopped
+        both = wait_until(lambda: connections(cluster) if len(connections(cluster)) == 6 else None, 60,
+                          "the replacement's connections")
+        replacement = set(both) - set(first)
+        spent = connects(cluster)
+        woken_ns = time.time_ns()
+    finally:
+        paused.send_signal(signal.SIGCONT)
+
+    wait_until(lambda: set(connections(cluster)) == replacement, 60, "the woken ingest to close its connections")
+    wait_until(lambda: ingest_live(ports[live]) == 0, 30, "the woken ingest to stand by")
+    symbols = {p.replace("/", "-") for p in PAIRS}
+
+    def advanced(records: list[dict[str, Any]]) -> bool:
+        after = [d for d in records if d["ts_recv_ns"] > woken_ns and not d["is_snapshot"]]
+        return {d["symbol"] for d in after} == symbols and len(after) >= 60
+
+    deltas = cluster.read("book.deltas", until=advanced, timeout=90)
+    assert connects(cluster) == spent, "a Kraken connect after the wake"
+    assert set(connections(cluster)) == replacement, "the replacement kept its connections"
+    assert ingest_live(ports[standby]) == 1, "the replacement holds the lock"
+    assert full_log(cluster, live).count("this process is the live ingest") == 1, "the woken ingest took the lock back"
+    assert "ingest role released" not in full_log(cluster, standby), "the replacement gave the lock up"
+    assert frames_written_after(cluster, paused.pid, woken_ns) == [], "the woken ingest wrote what it read after waking"
+    assert not [d for d in deltas if d["ts_recv_ns"] > woken_ns and d["is_snapshot"]], "books started over"
+    assert [(d["symbol"], d["seq"]) for d in deltas if d["checksum_ok"] is False] == [], "a checksum failed"
+
+
+def test_an_ingest_paused_past_its_session_with_no_rival_carries_on_without_a_reconnect(cluster: Cluster) -> None:
+    """The only candidate, paused until the group drops it, wins the lock back on waking. Nobody wrote
+    in between and every frame it read is still there to publish: its connections carry on (no
+    connect spent, no fresh snapshot), and every book goes on verifying in the same epoch."""
+    cluster.env["KRAKENFLOW_STALE_AFTER"] = "60"  # a pause must not look like silent pairs (they would resync)
+    cluster.start_ingest()
+    first = wait_until(lambda: connections(cluster) if len(connections(cluster)) == 3 else None, 60, "three connections")
+    cluster.start_worker()
+    symbols = {p.replace("/", "-") for p in PAIRS}
+    before = cluster.read("book.deltas", until=lambda r: len(r) >= 60 and {d["symbol"] for d in r} == symbols)
+    spent = connects(cluster)
+    paused = cluster.procs["ingest"]
+    paused.send_signal(signal.SIGSTOP)
+    try:
+        wait_until(lambda: lock_group_members(cluster) == [], 60, "the lock group to drop the paused ingest")
+        woken_ns = time.time_ns()
+    finally:
+        paused.send_signal(signal.SIGCONT)
+
+    wait_until(lambda: full_log(cluster, "ingest").count("ingest lock held in generation") >= 2, 60,
+               "the ingest to win its lock back")
+
+    def advanced(records: list[dict[str, Any]]) -> bool:
+        after = [d for d in records if d["ts_recv_ns"] > woken_ns]
+        return {d["symbol"] for d in after} == symbols and len(after) >= 60
+
+    deltas = cluster.read("book.deltas", until=advanced, timeout=90)
+    assert connects(cluster) == spent, "a Kraken connect after the pause"
+    assert set(connections(cluster)) == set(first), "the connections carried on"
+    assert not [d for d in deltas if d["ts_recv_ns"] > woken_ns and d["is_snapshot"]], "books started over"
+    assert [(d["symbol"], d["seq"]) for d in deltas if d["checksum_ok"] is False] == [], "a checksum failed"
+    epochs = {d["symbol"]: d["epoch"] for d in before}
+    assert {d["symbol"]: d["epoch"] for d in deltas} == epochs, "a book began a new epoch"
+    dead = cluster.read("deadletter", until=None)
+    assert not [d for d in dead if d["reason"].startswith("fenced:")], "a frame was fenced"

@@ -87,7 +87,8 @@ class BookPipeline:
         self.changelog_caught_up = 0  # changelog records committed after the local state, applied on resume
         self.transactions: Transactions | None = None
         if settings.exactly_once:
-            self.transactions = Transactions(self.writer, settings.app_id, owns=self._owns)
+            self.transactions = Transactions(self.writer, settings.app_id, owns=self._owns,
+                                             hold=settings.fault_commit_hold_ms / 1000)
 
     def _restore(self, symbol: str) -> PairState | None:
         st = self.store.restore(symbol, self._partition)

@@ -85,6 +85,16 @@ class WorkerCollector(Collector):
                        counters["duplicates"])
         yield _counter("krakenflow_fenced_frames", "Frames refused: written by an ingest that had lost the lock",
                        counters["fenced"])
+        yield _counter("krakenflow_unauthenticated_frames", "Frames refused: no lock_gen of the live ingest "
+                       "(KRAKENFLOW_REQUIRE_LOCK_GEN)", counters["unauthenticated"])
+        yield _counter("krakenflow_misfiled_frames", "Frames refused: a pair frame under another pair's key",
+                       counters["misfiled"])
+        yield _counter("krakenflow_instrument_conflicts", "Instrument precisions that broke a verified book, kept "
+                       "out", counters["instrument_conflicts"])
+        yield _counter("krakenflow_changelog_caught_up", "Books changelog records a resumed partition applied: a "
+                       "former owner committed them after the local state", p.changelog_caught_up)
+        yield _counter("krakenflow_poison_records", "Records that took the book agent down twice, dead-lettered "
+                       "and skipped", p.poison_skipped)
         yield _counter("krakenflow_trades_missing", "Trades never received: trade_id gaps announced as trade_gap",
                        counters["trades_missing"])
         yield _counter("krakenflow_discarded_updates", "Updates discarded while a book awaited a snapshot",

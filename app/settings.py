@@ -11,7 +11,7 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from app.profile import PROFILES, BrokerProfile, profile
+from app.profile import APACHE_KAFKA, PROFILES, BrokerProfile, profile
 from models.book import DEPTHS
 from models.marketdata import WhaleThresholds
 
@@ -50,10 +50,17 @@ class Settings:
     # once on Apache Kafka, at least once on the embedded broker (it has no transactions)
     processing_guarantee: str = "auto"
     ingest: str = "auto"  # auto: every worker is a candidate, one is elected; off: never in this process
+    # whether a frame without the live ingest's lock_gen (krakenflow replay, another writer) is refused
+    # (models/session.py): 1 always, 0 never (a cluster fed by replay), auto: always on Apache Kafka with
+    # this worker in the ingest election, else on each raw partition once the live ingest has written it
+    require_lock_gen: str = "auto"
     pairs_per_connection: int = 50
     ingest_send_timeout: float = 10.0  # seconds a frame may wait for Kafka before its connection is dropped
     ingest_release_after: float = 30.0  # seconds of Kafka taking no frame before the ingest lock is given up
     stop_timeout: float = 8.0  # seconds a worker or ingest may take to stop (a gone broker would hang it)
+    # fault injection for tests and bench/faults.py: each book transaction is held open this long before
+    # it commits (a commit in flight across a pause); 0 in production
+    fault_commit_hold_ms: int = 0
     stale_after: float = 15.0
     ready_lag: int = 1000  # raw records a worker's partition may be behind and still answer /readyz 200
     ping_interval: float = 30.0  # seconds between Kraken application-level pings on each connection
@@ -136,6 +143,18 @@ class Settings:
         return self.processing_guarantee == "exactly_once"
 
     @property
+    def lock_gen_rule(self) -> str:
+        """``KRAKENFLOW_REQUIRE_LOCK_GEN`` as the book session's rule: ``always``, ``seen`` or ``never``."""
+        value = self.require_lock_gen.lower()
+        if value in _TRUE:
+            return "always"
+        if value in _FALSE:
+            return "never"
+        # auto: a worker in the election knows the cluster's ingest stamps every frame; one that is not
+        # may be fed by `krakenflow replay` (no lock_gen), so it trusts a partition until the ingest writes it
+        return "always" if self.broker_profile == APACHE_KAFKA and self.ingest == "auto" else "seen"
+
+    @property
     def profile(self) -> BrokerProfile:
         """The broker profile (:mod:`app.profile`): what the Kafka clients do on this broker."""
         return profile(self.broker_profile)
@@ -161,6 +180,8 @@ class Settings:
             raise SettingsError(f"KRAKENFLOW_LOCAL_BROKER={self.local_broker!r}; use auto, kafka or embedded")
         if self.ingest not in ("auto", "off"):
             raise SettingsError(f"KRAKENFLOW_INGEST={self.ingest!r}; use auto or off")
+        if self.require_lock_gen.lower() not in ("auto", *_TRUE, *_FALSE):
+            raise SettingsError(f"KRAKENFLOW_REQUIRE_LOCK_GEN={self.require_lock_gen!r}; use auto, 1 or 0")
         try:
             WhaleThresholds.parse(self.whale_notional, self.whale_thresholds)
         except (ArithmeticError, ValueError):
@@ -196,12 +217,15 @@ class Settings:
                                 "give the client certificate too")
 
 
+_TRUE, _FALSE = ("1", "true", "yes"), ("0", "false", "no")
+
+
 def _convert(name: str, raw: str, default: object) -> object:
     try:
         if isinstance(default, bool):
-            if raw.lower() not in ("1", "0", "true", "false", "yes", "no"):
+            if raw.lower() not in (*_TRUE, *_FALSE):
                 raise ValueError(raw)
-            return raw.lower() in ("1", "true", "yes")
+            return raw.lower() in _TRUE
         if isinstance(default, int):
             return int(raw)
         if isinstance(default, float):

@@ -37,5 +37,12 @@ def _header(headers: Any, name: str) -> bytes | None:
 def read_raw(value: bytes | None, key: bytes | None, partition: int, offset: int, headers: Any) -> RawRecord:
     """A ``kraken.raw`` record as the book session takes it, with its lineage from the headers."""
     recv, generation = _header(headers, "recv_ns"), _header(headers, "lock_gen")
-    return RawRecord(value or b"", key, partition, offset, int(recv) if recv else None,
-                     int(generation) if generation else None)
+    return RawRecord(value or b"", key, partition, offset, _int(recv), _int(generation))
+
+
+def _int(value: bytes | None) -> int | None:
+    """A header's integer; None for anything else (a forged header must not cost more than its frame:
+    without ``lock_gen`` the frame is judged unauthenticated, without ``recv_ns`` it has no receive time)."""
+    if not value or len(value) > 20 or not value.removeprefix(b"-").isdigit():
+        return None
+    return int(value)

@@ -17,7 +17,7 @@ from decimal import Decimal
 from models import marketdata
 from models.book import BookDelta
 from models.histogram import LatencyHistogram
-from models.kraken.frames import Ack, BookFrame, StatusFrame, TickerFrame, TradeFrame, parse_frame
+from models.kraken.frames import Ack, StatusFrame, TickerFrame, TradeFrame
 from models.marketdata import WhaleThresholds
 from models.records import (
     EXCHANGE,
@@ -57,6 +57,15 @@ class ProcessorSettings:
     #: the cluster's pairs and depth (None: accept any, as a capture replay does)
     subscribed: tuple[str, ...] | None = None
     depth: int | None = None
+    #: whether frames without the live ingest's lock generation are refused: ``always``, ``seen`` (once
+    #: their raw partition carried one) or ``never`` (captures, replays); see :mod:`models.session`
+    require_lock_gen: str = "never"
+
+
+#: a dead letter quotes this much of its frame (``raw_partition``/``raw_offset`` find the whole): a
+#: megabyte frame must not make a record the broker refuses, which would stall the partition's commits
+MAX_DEADLETTER_RAW = 65536
+MAX_DEADLETTER_KEY = 256
 
 
 #: grid snapshots one crossing may emit: a book quiet for an hour at the 1 s default gets them all
@@ -83,7 +92,7 @@ class BookProcessor(BookSession):
         clock_ns: Callable[[], int] = time.time_ns,
     ) -> None:
         super().__init__(precision_of, restore, clock_ns, settings.resync_min_interval, settings.subscribed,
-                         settings.depth)
+                         settings.depth, settings.require_lock_gen)
         self.settings = settings
         self.grid_ns = settings.snapshot_interval_ms * 1_000_000
         self.latency = LatencyHistogram()
@@ -98,15 +107,16 @@ class BookProcessor(BookSession):
 
     def fail(self, record: RawRecord, reason: str, out: list[Output]) -> None:
         """Dead-letter a record whose processing raised (a bug), so it is seen and counted; the books it
-        touched may be half-applied, so they are invalidated (and resync)."""
+        touched may be half-applied, so they are invalidated (and resync).
+
+        Safe on any record: it does not look into the frame again (parsing it may be what raised). The
+        pairs it touched are those whose last applied raw offset is the record's, which the session
+        sets before it changes a pair."""
         self.out = out
         self.reject(record, reason)
-        frame = parse_frame(record.value)
-        if isinstance(frame, BookFrame):
-            for data in frame.books:
-                st = self.pairs.get(data.symbol)
-                if st is not None and st.book is not None and st.state != "invalidated":
-                    self.invalidate(st, reason, record)
+        for st in [st for st in self.pairs.values() if st.last_offset == record.offset
+                   and st.last_partition == record.partition and st.book is not None and st.state != "invalidated"]:
+            self.invalidate(st, reason, record)
 
     def tick(self, out: list[Output], pairs: Iterable[PairState] | None = None) -> None:
         """Staleness and stuck resyncs of ``pairs`` (default: all); call about once a second."""
@@ -179,9 +189,9 @@ class BookProcessor(BookSession):
         self.out.append(Output("control", st.symbol, ControlRecord("resync", st.symbol, reason, self.clock_ns())))
 
     def on_reject(self, record: RawRecord, reason: str) -> None:
-        key = (record.key or b"").decode("utf-8", "replace")
+        key = _text(record.key, MAX_DEADLETTER_KEY)
         self.out.append(Output("deadletter", normalize(key) if "/" in key else key, DeadLetterRecord(
-            reason, record.value.decode("utf-8", "replace"), key, record.partition, record.offset, record.recv_ns,
+            reason, _text(record.value, MAX_DEADLETTER_RAW), key, record.partition, record.offset, record.recv_ns,
         )))
 
     def on_subscription_error(self, record: RawRecord, ack: Ack) -> None:
@@ -244,3 +254,9 @@ class BookProcessor(BookSession):
             mid, book.count("bids"), book.count("asks"), n, w.checksum_ok, w.checksum_failed, w.latency_ns_max / 1e6,
             w.latency_ns_sum / n / 1e6 if n else None,
         )))
+
+
+def _text(value: bytes | None, limit: int) -> str:
+    """Up to ``limit`` characters of a raw record's key or value, as text whatever its bytes."""
+    text = bytes(value[: limit * 4] if value else b"").decode("utf-8", "replace")
+    return text if len(text) <= limit else text[:limit] + "..."

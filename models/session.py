@@ -15,6 +15,20 @@ State machine per pair::
 
 What happens on each transition is a hook (``on_delta``, ``on_state``, ``on_reject``, ``on_resync``):
 no-ops here, outputs in the processor, checksum tallies in the verifier.
+
+Who may change a book (each refusal is a dead letter with its reason, and counted):
+
+* **the live ingest only** (``require_lock_gen``): a frame without the ``lock_gen`` of the ingest
+  election is ``unauthenticated`` (``always``; ``seen``: once its raw partition has carried one; ``never``:
+  captures and replays), one of an older generation than the partition's newest is ``fenced``;
+* **under its own key**: a pair frame must be keyed by its pair (``misfiled`` otherwise): under another
+  key it lands on another partition, another worker, and would make a second book of the pair;
+* **not against its verified book**: an instrument precision after which the pair's checksums fail while
+  its last verified precision still verifies is *suspect*: the old precision stays (the pair resyncs
+  once), and the same precision offered again is refused (``suspect instrument``), never looped on.
+
+Nothing a frame holds makes :meth:`BookSession.process` raise: the parser refuses what cannot be typed,
+and every number, string and time that reaches a book or an output record is bounded there or here.
 """
 
 from __future__ import annotations
@@ -43,6 +57,14 @@ from models.timeutil import rfc3339_ns
 
 DEFAULT_DEPTH = 10
 Precision = tuple[int, int]
+#: ``require_lock_gen``: whether a frame without a lock generation may change anything
+LOCK_GEN_RULES = ("always", "seen", "never")
+#: integer nanoseconds an output record can hold (orjson writes 64-bit integers): up to 2262
+_MAX_NS = 1 << 63
+#: a Kafka consumer group generation (int32; -1 before the first)
+_GENERATIONS = range(-1, 1 << 31)
+#: longest dead-letter reason: hostile values are quoted in reasons
+MAX_REASON_CHARS = 1000
 
 
 @dataclass(slots=True)
@@ -86,6 +108,8 @@ class PairState:
     checksums_ok: int = 0
     checksums_failed: int = 0
     resyncs: int = 0
+    #: the instrument precision the book last verified a snapshot at (None: not known on this worker)
+    verified_precision: Precision | None = None
 
 
 #: the per-pair metric counters of :class:`PairState`
@@ -99,8 +123,12 @@ class BookSession:
         self, precision_of: Callable[[str], Precision | None] = lambda s: None,
         restore: Callable[[str], PairState | None] = lambda s: None,
         clock_ns: Callable[[], int] = time.time_ns, resync_min_interval: float = 5.0,
-        subscribed: Iterable[str] | None = None, depth: int | None = None,
+        subscribed: Iterable[str] | None = None, depth: int | None = None, require_lock_gen: str = "never",
     ) -> None:
+        if require_lock_gen not in LOCK_GEN_RULES:
+            raise ValueError(f"require_lock_gen={require_lock_gen!r}; use one of {LOCK_GEN_RULES}")
+        #: whether a frame without a lock generation may change books, depths, precisions (see the module)
+        self.require_lock_gen = require_lock_gen
         #: the pairs and book depth the cluster subscribes (None: anything, as in a capture): frames of
         #: other pairs, and acks that contradict the subscription, are refused, never turned into books
         self.subscribed = frozenset(subscribed) if subscribed is not None else None
@@ -114,10 +142,12 @@ class BookSession:
         self.precisions: dict[str, Precision] = {}
         self.counters = {"frames": 0, "deadletter": 0, "duplicates": 0, "discarded": 0, "resyncs": 0, "trades": 0,
                          "trades_missing": 0,
-                         "fenced": 0}
+                         "fenced": 0, "unauthenticated": 0, "misfiled": 0, "instrument_conflicts": 0}
         self.system: str | None = None  # Kraken's last reported system status (online, maintenance, ...)
         #: newest ingest lock generation seen per raw partition (frames of an older one are refused)
         self.lock_generations: dict[int, int] = {}
+        #: per pair, an instrument precision that broke its verified book (offered again: refused)
+        self.suspect_precisions: dict[str, Precision] = {}
 
     # -- hooks -------------------------------------------------------------------------------------
 
@@ -153,22 +183,45 @@ class BookSession:
     # -- entry points ------------------------------------------------------------------------------
 
     def process(self, record: RawRecord) -> None:
-        """Handle one raw record."""
+        """Handle one raw record; never raises on what the record holds."""
         self.counters["frames"] += 1
-        if record.lock_gen is not None and not self._current_ingest(record):
+        recv = record.recv_ns
+        if recv is not None and not 0 <= recv < _MAX_NS:
+            record.recv_ns = None  # a forged header: no output record could hold it
+        if record.lock_gen is not None:
+            if not self._current_ingest(record):
+                return
+            self.on_frame(record, parse_frame(record.value))
             return
-        self.on_frame(record, parse_frame(record.value))
+        frame = parse_frame(record.value)
+        # what does not parse is refused for that (the more useful reason) whoever wrote it
+        if self.require_lock_gen != "never" and not isinstance(frame, ParseError) and \
+                (self.require_lock_gen == "always" or record.partition in self.lock_generations):
+            self.counters["unauthenticated"] += 1
+            self.reject(record, "unauthenticated: the frame carries no lock_gen header, so it was not written by "
+                                "the live ingest; only the live ingest's frames may change books, depths, precisions "
+                                "or subscriptions (KRAKENFLOW_REQUIRE_LOCK_GEN)")
+            return
+        self.on_frame(record, frame)
 
     def on_frame(self, record: RawRecord, frame: Frame | ParseError) -> None:
         """Handle one parsed frame (a caller that parsed already, such as the simulator's test client)."""
         if isinstance(frame, BookFrame):
+            key = record.key
+            if key is not None or self.subscribed is not None:
+                for data in frame.books:
+                    if key != data.symbol.encode("utf-8", "replace"):
+                        self._misfiled(record, "book frame", data.symbol)
+                        return
             for data in frame.books:
                 self._book(record, frame.is_snapshot, data)
         elif isinstance(frame, ParseError):
             self.reject(record, frame.reason)
         elif isinstance(frame, InstrumentFrame):
-            for pair in frame.pairs:
-                self.set_precision(pair.symbol, (pair.price_precision, pair.qty_precision), record)
+            refused = [why for pair in frame.pairs
+                       if (why := self.set_precision(pair.symbol, (pair.price_precision, pair.qty_precision)))]
+            if refused:  # one dead letter per frame, however many of its pairs were refused
+                self.reject(record, "; ".join(refused))
         elif isinstance(frame, Ack):
             self._ack(record, frame)
         elif isinstance(frame, StatusFrame):
@@ -177,11 +230,16 @@ class BookSession:
                 self.on_status(record, frame, previous)
         elif isinstance(frame, (TradeFrame, TickerFrame)):
             items = frame.trades if isinstance(frame, TradeFrame) else frame.tickers
+            kind = "trade frame" if isinstance(frame, TradeFrame) else "ticker frame"
             symbols = {i.symbol for i in items}
-            if self.subscribed is not None and not symbols <= self.subscribed:
-                self.reject(record, f"{'trade' if isinstance(frame, TradeFrame) else 'ticker'} frame for "
-                                    f"{', '.join(sorted(symbols - self.subscribed))}, not subscribed by this cluster "
-                                    "(KRAKENFLOW_PAIRS)")
+            key = record.key
+            misfiled = [s for s in sorted(symbols) if key != s.encode("utf-8", "replace")] \
+                if key is not None or self.subscribed is not None else []
+            if misfiled:
+                self._misfiled(record, kind, misfiled[0])
+            elif self.subscribed is not None and not symbols <= self.subscribed:
+                self.reject(record, f"{kind} for {', '.join(sorted(symbols - self.subscribed))}, not subscribed by "
+                                    "this cluster (KRAKENFLOW_PAIRS)")
             elif not any([self._duplicate(self.state_of(symbol), record) for symbol in symbols]):
                 self.on_market_data(record, frame)
 
@@ -189,6 +247,11 @@ class BookSession:
         """False (and the record refused) when a newer ingest generation has written this partition."""
         generation = record.lock_gen
         assert generation is not None
+        if generation not in _GENERATIONS:  # it would fence every real frame after it
+            self.counters["unauthenticated"] += 1
+            self.reject(record, f"unauthenticated: lock_gen {generation} is no generation of the ingest election "
+                                "(a Kafka consumer group generation)")
+            return False
         newest = self.lock_generations.get(record.partition, -1)
         if generation < newest:
             self.counters["fenced"] += 1
@@ -201,7 +264,17 @@ class BookSession:
 
     def reject(self, record: RawRecord, reason: str) -> None:
         self.counters["deadletter"] += 1
-        self.on_reject(record, reason)
+        if len(reason) > MAX_REASON_CHARS:
+            reason = reason[:MAX_REASON_CHARS] + "..."
+        # a symbol decoded from a hostile frame may hold a lone surrogate, which no JSON writer takes
+        self.on_reject(record, reason.encode("utf-8", "replace").decode())
+
+    def _misfiled(self, record: RawRecord, what: str, symbol: str) -> None:
+        self.counters["misfiled"] += 1
+        key = "no key" if record.key is None else f"the key {record.key[:80]!r}"
+        self.reject(record, f"misfiled: {what} for {symbol} under {key}; the ingest keys every pair frame by its "
+                            "pair, and under another key it lands on another partition, where it would make a "
+                            "second book of the pair")
 
     def state_of(self, symbol: str) -> PairState:
         state = self.pairs.get(symbol)
@@ -239,8 +312,12 @@ class BookSession:
         st = self.state_of(data.symbol)
         if self._duplicate(st, record):  # already applied before a restart: skipping keeps it exact
             return
-        st.frames += 1
         ts = rfc3339_ns(data.timestamp) or record.recv_ns or self.clock_ns()
+        if not 0 <= ts < _MAX_NS:  # Kraken's own times are the 2020s: this one no record could hold
+            self.reject(record, f"book message for {data.symbol} has timestamp {(data.timestamp or '')[:40]!r}, "
+                                "not a time between 1970 and 2262")
+            return
+        st.frames += 1
         book = st.book
         if ts >= st.next_grid_ns and book is not None and st.state in ("live", "stale"):
             self.on_grid(st, ts)
@@ -265,20 +342,32 @@ class BookSession:
         if st.state == "stale":
             st.state = "live"
             self.on_state(st, "live", "stale", "frames flow again", record)
-        if delta.checksum_ok is False or delta.crossed:
+        if delta.checksum_ok is False:
+            self.invalidate(st, self._update_conflict(st, book, data.checksum) or _why(delta), record)
+        elif delta.crossed:
             self.invalidate(st, _why(delta), record)
 
     def _apply_snapshot(self, st: PairState, record: RawRecord, data: BookData) -> None:
         precision = self.precisions.get(st.symbol) or self.precision_of(st.symbol)
+        if st.verified_precision is None and st.book is not None and st.state in ("live", "stale"):
+            st.verified_precision = st.book.precision  # a book restored live was verified at its precision
         st.book = new_book(st.symbol, st.depth, precision)
         st.revision += 1
         try:
-            delta = st.book.apply_snapshot(data.bids, data.asks, data.checksum)
+            delta: BookDelta | None = st.book.apply_snapshot(data.bids, data.asks, data.checksum)
         except NumberError as exc:
+            delta, error = None, exc
+        if delta is None or delta.checksum_ok is False:
+            kept = self._snapshot_conflict(st, data, precision)
+            if kept is not None:
+                st.book, delta = kept
+        if delta is None:
             st.book = None
-            self.reject(record, f"snapshot not applicable: {exc}")
-            self.invalidate(st, str(exc), record)
+            self.reject(record, f"snapshot not applicable: {error}")
+            self.invalidate(st, str(error), record)
             return
+        if delta.checksum_ok:
+            st.verified_precision = st.book.precision
         # the snapshot's exchange time in ms (or one more than the last epoch): an epoch never repeats, not
         # even when a pair's state is rebuilt from nothing, so (symbol, epoch, seq) names one delta for good
         st.epoch = max(st.epoch + 1, st.ts_exchange_ns // 1_000_000)
@@ -331,6 +420,10 @@ class BookSession:
             if self.subscribed is not None and ack.symbol not in self.subscribed:
                 self.reject(record, f"book subscription ack for {ack.symbol}, not subscribed by this cluster")
                 return
+            key = record.key
+            if (key is not None or self.subscribed is not None) and key != ack.symbol.encode("utf-8", "replace"):
+                self._misfiled(record, "book subscription ack", ack.symbol)
+                return
             st = self.state_of(ack.symbol)
             if (self.depth is not None and ack.depth != self.depth and record.lock_gen is not None
                     and st.book is not None and st.state == "live"):
@@ -346,23 +439,71 @@ class BookSession:
                 # pair's first book frame would not be stored, and a restart would fall back to the default
                 st.last_partition = record.partition
 
-    def set_precision(self, symbol: str, precision: Precision, record: RawRecord | None) -> None:
-        """An instrument frame's precision: honoured by live books (re-keyed exactly)."""
+    def set_precision(self, symbol: str, precision: Precision) -> str | None:
+        """An instrument frame's precision: honoured by live books (re-keyed exactly). Returns why it was
+        refused, if it was."""
         if self.precisions.get(symbol) == precision:
-            return
+            return None
+        if self.suspect_precisions.get(symbol) == precision:
+            self.counters["instrument_conflicts"] += 1
+            return (f"suspect instrument: precision {precision} for {symbol} broke its verified book before (its "
+                    "checksums failed while the previous precision verified them); refused again")
         st = self.pairs.get(symbol)
         if st is not None and st.book is not None and st.book.precision != precision:
+            if st.verified_precision is None and st.state in ("live", "stale"):
+                st.verified_precision = st.book.precision
             try:
                 st.book.set_precision(precision)
                 st.revision += 1
             except NumberError as exc:
                 # the live book's own levels cannot be written at this precision: the frame contradicts
                 # the book (a forged one would otherwise fail every fresh snapshot: a resync loop)
-                if record is not None:
-                    self.reject(record, f"instrument precision {precision} for {symbol} contradicts its live book "
-                                        f"({exc}); refused")
-                return
+                return f"instrument precision {precision} for {symbol} contradicts its live book ({exc}); refused"
         self.precisions[symbol] = precision
+        return None
+
+    def _suspect(self, st: PairState, suspect: Precision, kept: Precision) -> str:
+        """The pair's checksums failed at ``suspect`` and verify at ``kept``: keep that, refuse this."""
+        self.counters["instrument_conflicts"] += 1
+        self.suspect_precisions[st.symbol] = suspect
+        self.precisions[st.symbol] = kept  # the worker publishes it: the instruments table heals too
+        return (f"instrument precision {suspect} for {st.symbol} broke its verified book (its checksum verifies at "
+                f"the previous precision {kept}): {kept} kept, {suspect} refused from now on")
+
+    def _update_conflict(self, st: PairState, book: L2Book, checksum: int | None) -> str | None:
+        """An update failed its checksum at a precision other than the verified one: if the book, written
+        at the verified precision, verifies, the precision change was suspect (why; else None)."""
+        kept, suspect = st.verified_precision, book.precision
+        if kept is None or suspect is None or kept == suspect or checksum is None:
+            return None
+        try:
+            book.set_precision(kept)
+        except NumberError:  # the levels need the new precision: a real change of Kraken's
+            return None
+        if book.checksum() == checksum:
+            return self._suspect(st, suspect, kept)
+        try:
+            book.set_precision(suspect)  # not the cause: the book stays as the session keeps the pair
+        except NumberError:  # cannot happen (the levels were written at it); the book is invalidated anyway
+            pass
+        return None
+
+    def _snapshot_conflict(self, st: PairState, data: BookData,
+                           suspect: Precision | None) -> tuple[L2Book, BookDelta] | None:
+        """A snapshot failed (its checksum, or a level not writable) at a precision other than the verified
+        one: the book at the verified precision, if it verifies there (the precision was suspect)."""
+        kept = st.verified_precision
+        if kept is None or suspect is None or kept == suspect:
+            return None
+        book = new_book(st.symbol, st.depth, kept)
+        try:
+            delta = book.apply_snapshot(data.bids, data.asks, data.checksum)
+        except NumberError:
+            return None
+        if not delta.checksum_ok:
+            return None
+        self._suspect(st, suspect, kept)
+        return book, delta
 
 
 def _why(delta: BookDelta) -> str:

@@ -63,7 +63,9 @@ def log_since(cluster: Cluster, name: str, start: int) -> str:
 
 
 def test_paused_workers_never_break_exactly_once(cluster: Cluster) -> None:
-    ports = {name: cluster.start_worker(name) for name in ("a", "b")}
+    # every commit held open a while: a commit is in flight when a worker pauses, with more queued behind
+    # it (the race a woken zombie lost: its queued commit re-initialized the id and fenced the owner)
+    ports = {name: cluster.start_worker(name, env={"KRAKENFLOW_FAULT_COMMIT_HOLD_MS": "300"}) for name in ("a", "b")}
     wait_until(lambda: shared(local_books(ports["a"]), local_books(ports["b"])), 120, "books live on two workers")
     rng = random.Random(19)
     for pause in range(PAUSES):

@@ -170,7 +170,7 @@ def test_fast_book_path_falls_back_on_unusual_layouts(raw: str) -> None:
 
     try:
         expected = parse_object(_DECODER.decode(raw))
-    except ValueError as exc:
+    except Exception as exc:  # a shape the general parser refuses (the last: a timestamp that is no string)
         expected = exc
     result = parse_frame(raw)
     if isinstance(expected, Exception):

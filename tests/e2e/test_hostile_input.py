@@ -206,3 +206,25 @@ def test_forged_frames_change_no_depth_no_precision_and_make_no_phantom_book(clu
     wait_until(lambda: all(b["seq"] > now[s]["seq"] and b["state"] == "live" for s, b in books(cluster).items()), 60,
                "every book to advance after the forged frames")
     assert set(restarts(cluster).values()) == {0.0}
+
+
+def test_forged_headers_cost_their_frame_only(cluster: Cluster) -> None:
+    """Headers no ingest writes (``recv_ns`` and ``lock_gen`` that are not integers, or out of range): the
+    frame is dead-lettered once (without a readable lock_gen it is unauthenticated), and the books go on."""
+    frame = _snapshot("BTC/USD")
+    partition = _raw_by_symbol(cluster)["BTC/USD"][0]
+    forged = {
+        "letters": [("recv_ns", b"abc"), ("lock_gen", b"x")],
+        "huge": [("recv_ns", b"9" * 40), ("lock_gen", b"9" * 40)],
+        "empty": [("recv_ns", b""), ("lock_gen", b"")],
+    }
+    before = {s: b["seq"] for s, b in books(cluster).items()}
+    offsets = {cluster.produce("raw", b"BTC/USD", frame, partition, headers): name for name, headers in forged.items()}
+    dead = cluster.read("deadletter", until=lambda r: set(offsets) <= {d["raw_offset"] for d in r
+                                                                        if d["raw_partition"] == partition}, timeout=90)
+    reasons = Counter(offsets[d["raw_offset"]] for d in dead
+                      if d["raw_partition"] == partition and d["raw_offset"] in offsets)
+    assert reasons == Counter(list(forged)), "each dead-lettered once"
+    wait_until(lambda: all(b["seq"] > before[s] and b["state"] == "live" for s, b in books(cluster).items()), 60,
+               "every book to advance after the forged headers")
+    assert set(restarts(cluster).values()) == {0.0}

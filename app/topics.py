@@ -2,9 +2,10 @@
 
 :func:`ensure_topics` creates them with their partition counts (brokers may auto-create with others);
 ``krakenflow tail``, the README's schema section and the compose ``topics`` service follow this list
-(a test checks that they agree). Faust's own changelog topics (``<app id>-books-changelog``, ...) are
-Faust's, with its configs; a worker creates them with the others before Faust starts
-(:func:`tables.definitions.changelog_topics`), so that none is used before it is ready.
+(a test checks that they agree). Faust's own changelog topics (``<app id>-books-changelog``, ...) have
+their tables' configs (:mod:`tables.definitions`); a worker creates them with the others before Faust
+starts (:func:`tables.definitions.changelog_topics`), so that none is used before it is ready, and
+brings an existing one to its table's configs (Faust never alters a topic that exists).
 """
 
 from __future__ import annotations
@@ -96,7 +97,8 @@ async def ensure_topics(settings: Settings, extra: tuple[ExtraTopic, ...] = ()) 
     """Create the registry's topics and ``extra`` where missing, and return once every one of them has
     a leader for each partition. Kafka answers a metadata request for a topic created a moment ago
     without its partitions; a client that looks then (Faust's producer, after it creates a changelog)
-    keeps that answer until its next refresh, and its sends fail."""
+    keeps that answer until its next refresh, and its sends fail. An ``extra`` topic that exists gets
+    its configs (a changelog created by an older version without its compaction settings)."""
     from aiokafka.admin import AIOKafkaAdminClient, NewTopic  # here: the registry alone imports no client
     from aiokafka.errors import TopicAlreadyExistsError
 
@@ -120,8 +122,40 @@ async def ensure_topics(settings: Settings, extra: tuple[ExtraTopic, ...] = ()) 
                 pass  # another process created them first
             log.info("created topics %s", ", ".join(t.name for t in wanted))
             await _wait_ready(admin, {t.name: t.num_partitions for t in wanted})
+        # every one, not only those listed before: one created meanwhile by another process (or an older
+        # version) raced the listing, and one just created here has its configs (nothing is altered)
+        await align_configs(admin, {t.name: t.configs for t in extra if t.configs})
     finally:
         await admin.close()
+
+
+async def align_configs(admin: Any, topics: dict[str, dict[str, str]]) -> None:
+    """Set ``topics[name]``'s configs on each existing topic whose values differ, keeping its other
+    topic-level configs (AlterConfigs replaces a topic's whole set). The registry's own topics are left
+    as they are: an operator may have tuned their retention."""
+    from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
+
+    if not topics:
+        return
+    described = await admin.describe_configs([ConfigResource(ConfigResourceType.TOPIC, n) for n in topics])
+    changes = []
+    for response in described:
+        for error, _, _, name, entries in (r[:5] for r in response.resources):
+            if error != 0 or name not in topics:
+                log.warning("cannot read the configs of topic %s (error %d); leaving them", name, error)
+                continue
+            # entry: (name, value, read_only, is_default (v0) | config_source (v1+; 1: set on the topic), ...)
+            values = {e[0]: e[1] for e in entries}
+            own = {e[0]: e[1] for e in entries if (e[3] is False if isinstance(e[3], bool) else e[3] == 1)}
+            differ = {k: v for k, v in topics[name].items() if values.get(k) != v}
+            if differ:
+                log.info("topic %s: setting %s", name, ", ".join(f"{k}={v}" for k, v in sorted(differ.items())))
+                changes.append(ConfigResource(ConfigResourceType.TOPIC, name, {**own, **topics[name]}))
+    if changes:
+        for response in await admin.alter_configs(changes):
+            for error, message, _, name in (r[:4] for r in response.resources):
+                if error != 0:
+                    log.warning("topic %s: its configs were not set (error %d: %s)", name, error, message)
 
 
 async def unready_topics(client: Any, topics: dict[str, int]) -> set[str]:

@@ -9,10 +9,12 @@ from pathlib import Path
 import pytest
 import yaml
 
+from app.factory import create_app
 from app.settings import Settings
 from app.topics import BY_SUFFIX, OUTPUTS, TOPICS, topic_layout
 from cli.tail import UnknownTopic, topic_name
 from models.records import RECORD_TYPES
+from tables.definitions import BOOKS_CHANGELOG_CONFIGS, changelog_topics
 
 pytestmark = pytest.mark.unit
 
@@ -25,6 +27,35 @@ def compose_topics() -> dict[str, tuple[int, str | None]]:
     return {m[1]: (int(m[2]), m[3]) for m in re.finditer(r"^\s*create (\S+) (\d+)(?: (\S+))?$", script, re.M)}
 
 
+def compose_configured() -> dict[str, dict[str, str]]:
+    """Topic -> the configs the compose ``topics`` service sets with ``configure <topic> k=v,k=v``."""
+    compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+    script = compose["services"]["topics"]["command"][0]
+    return {m[1]: dict(kv.split("=", 1) for kv in m[2].split(","))
+            for m in re.finditer(r"^\s*configure (\S+) (\S+)$", script, re.M)}
+
+
+def compose_settings() -> Settings:
+    env = yaml.safe_load((ROOT / "docker-compose.yml").read_text())["x-krakenflow"]["environment"]
+    return Settings.from_env({k: str(v) for k, v in env.items()})
+
+
+def test_compose_gives_every_changelog_its_table_configs() -> None:
+    """What a worker's start sets on the changelogs (their tables' configs), compose sets too."""
+    changelogs = {t.name: t.configs for t in changelog_topics(create_app(compose_settings()))}
+    books = f"{compose_settings().app_id}-books-changelog"
+    assert changelogs[books] == {**BOOKS_CHANGELOG_CONFIGS, "cleanup.policy": "compact"}
+    configured = compose_configured()
+    for name, configs in changelogs.items():
+        assert configured.get(name, {}) == {k: v for k, v in configs.items() if k != "cleanup.policy"}, name
+
+
+def test_books_changelog_compaction_only_where_the_broker_keeps_configs() -> None:
+    embedded = Settings.from_env({"KRAKENFLOW_BROKER_PROFILE": "embedded"})
+    [books] = [t for t in changelog_topics(create_app(embedded)) if t.name.endswith("-books-changelog")]
+    assert books.configs == {"cleanup.policy": "compact"}  # Tansu relies on no topic config
+
+
 def test_every_record_class_has_exactly_one_topic() -> None:
     written = [r for spec in TOPICS for r in spec.records]
     assert sorted(r.__name__ for r in written) == sorted(r.__name__ for r in RECORD_TYPES)
@@ -32,8 +63,7 @@ def test_every_record_class_has_exactly_one_topic() -> None:
 
 def test_compose_creates_every_registry_topic_with_its_partitions() -> None:
     compose = compose_topics()
-    env = yaml.safe_load((ROOT / "docker-compose.yml").read_text())["x-krakenflow"]["environment"]
-    settings = Settings.from_env({k: str(v) for k, v in env.items()})
+    settings = compose_settings()
     for name, partitions in topic_layout(settings).items():
         assert name in compose, f"docker-compose.yml does not create {name}"
         assert compose[name][0] == partitions, name

@@ -13,7 +13,8 @@ price_precision), ``zombie`` (one of two workers SIGSTOPped past the session tim
 cycles) and ``restore`` (an hour's books changelog, compacted, restored by a worker with an empty data dir).
 
     .venv/bin/python -m bench.faults --scenario all [--kills 20] [--drops 5] [--malformed 1000] [--outage 15]
-        [--corrupt 3] [--failover 1] [--nesting 2000] [--zombie 3] [--zombie-pause 20] [--restore-pairs 12]
+        [--corrupt 3] [--failover 1] [--nesting 2000] [--zombie 3] [--zombie-pause 20] [--zombie-hold-ms 300]
+        [--restore-pairs 12]
         [--restore-rate 20] [--restore-hours 1] [--pairs BTC/USD,...] [--depth 25] [--rate 10] [--seed 1]
         [--spacing 15 25]
 
@@ -182,6 +183,7 @@ class Run:
         after = [d for d in deltas if d["ts_emit_ns"] > self.last_fault_ns]
         partition_of = {d["symbol"]: d["raw_partition"] for d in deltas}
         events = self.read("book.events")
+        dead = self.read("deadletter")
         return {
             "deltas": len(deltas),
             "wrong_books_served": sorted(pending), "wrong_books_rebuilt": got["unequal"],
@@ -192,7 +194,10 @@ class Run:
             "checksum_ok_false": sum(d["checksum_ok"] is False for d in deltas),
             "checksum_vs_rebuilt": len(got["wrong"]),
             "invalidations": sum(e.get("state") == "invalidated" for e in events),
-            "dead_letters": len(self.read("deadletter")),
+            "dead_letters": len(dead),
+            # reasons cut before their particulars (offsets, generations), most frequent first
+            "dead_letter_reasons": dict(Counter(re.split(r"[:;(\d]", d["reason"], maxsplit=1)[0].strip()
+                                                for d in dead).most_common(8)),
             "stuck_partitions": sorted(set(partition_of.values()) - {d["raw_partition"] for d in after}),
             "stuck_symbols": sorted(self.symbols - {d["symbol"] for d in after}),
             "consumer_lag": self.lag(),
@@ -513,6 +518,8 @@ def forged(run: Run) -> None:
 
 
 def zombie(run: Run) -> None:
+    if run.args.zombie_hold_ms:  # a commit in flight when a worker stops, more queued behind it
+        run.c.env["KRAKENFLOW_FAULT_COMMIT_HOLD_MS"] = str(run.args.zombie_hold_ms)
     run.start(("a", "b"))
     takeovers: list[float | None] = []
     for n in range(run.args.zombie):
@@ -784,6 +791,9 @@ def main() -> None:
     parser.add_argument("--nesting", type=int, default=2000, help="depth of the nested frames")
     parser.add_argument("--zombie", type=int, default=3, help="SIGSTOP/SIGCONT cycles of a worker")
     parser.add_argument("--zombie-pause", type=float, default=20.0, help="seconds a zombie stays stopped")
+    parser.add_argument("--zombie-hold-ms", type=int, default=300,
+                        help="each book transaction held open this long (KRAKENFLOW_FAULT_COMMIT_HOLD_MS), so a "
+                             "commit is in flight when a zombie stops; 0: none")
     parser.add_argument("--restore-pairs", type=int, default=12, help="pairs of the restore scenario's market")
     parser.add_argument("--restore-rate", type=float, default=20.0, help="its frames/s per pair")
     parser.add_argument("--restore-hours", type=float, default=1.0, help="hours of changelog history to restore")

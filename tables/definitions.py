@@ -12,14 +12,14 @@ from app.settings import Settings
 from app.topics import ExtraTopic
 
 #: The books changelog's compaction on Apache Kafka (measured: ``bench/faults.py --scenario restore``). Kafka
-#: compacts only rolled segments; its defaults (1 GB or 7 days) never roll a changelog that grows ~900
-#: records/s (12 pairs at 20 frames/s, ~130 transactions/s), so a worker with an empty data dir read the
-#: whole history: 39 s three minutes into a run, linear in uptime. A segment per 10 s (or 4 MiB in a burst),
-#: cleanable once 10 s old whatever its dirty ratio (so the ratio is left at its default), leaves a restore
-#: the live keys plus the last ~10-25 s of writes (the broker's cleaner looks every 15 s): ~20k records
-#: whatever the uptime. Emptied pages' tombstones and the markers of cleaned transactions go 60 s after a
-#: clean, longer than a restore reads; one that still misses a tombstone keeps a page its meta record no
-#: longer lists, which is never read. No minimum lag: nothing reads old versions of a key.
+#: compacts only rolled segments; its defaults (1 GB or 7 days) never roll a changelog that grows ~940
+#: records/s (12 pairs at 20 frames/s, ~140 transactions/s), so a worker with an empty data dir read the
+#: whole history: 39 s three minutes into a run, linear in uptime. A segment per 10 s (or 4 MiB in a
+#: burst), cleanable once 10 s old whatever its dirty ratio (so the ratio stays at its default), leaves a
+#: restore the live keys plus the last ~10-25 s of writes (the broker's cleaner looks every 15 s): ~18k
+#: records after an hour as after a minute. Emptied pages' tombstones and the markers of cleaned
+#: transactions go 60 s after a clean, longer than a restore reads; one that still misses a tombstone keeps
+#: a page its meta record no longer lists, which is never read. No minimum lag: nothing reads old versions.
 BOOKS_CHANGELOG_CONFIGS: dict[str, str] = {
     "segment.ms": "10000",
     "segment.bytes": str(4 << 20),

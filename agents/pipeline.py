@@ -151,7 +151,8 @@ class BookPipeline:
                         out.append(_dead_letter(message, partition, f"poison: processing failed {strike[0]} times "
                                                                     f"({strike[1]}); skipped"))
                     else:
-                        self._process_message(message, partition, out)
+                        self._process(read_raw(message.value, message.key, partition, message.offset,
+                                               message.headers), out)
                     processed[partition] = message.offset
                 self._current = None
                 if processed:
@@ -241,15 +242,6 @@ class BookPipeline:
             count = self._strikes.get(self._current, (0, ""))[0] + 1
             self._strikes[self._current] = (count, f"{type(exc).__name__}: {str(exc)[:200]}")
             self._current = None
-
-    def _process_message(self, message: Any, partition: int, out: list[Output]) -> None:
-        try:
-            record = read_raw(message.value, message.key, partition, message.offset, message.headers)
-        except Exception as exc:  # a forged header (``recv_ns: abc``)
-            out.append(_dead_letter(message, partition, f"unreadable record headers: {type(exc).__name__}: {exc}"))
-            self.processor.counters["deadletter"] += 1
-            return
-        self._process(record, out)
 
     def _process(self, record: RawRecord, out: list[Output]) -> None:
         self._partition = record.partition

@@ -62,10 +62,10 @@ class Transactions:
 
     def __init__(self, template: BatchWriter, app_id: str,
                  owns: Callable[[int], bool] = lambda partition: True, hold: float = 0.0) -> None:
-        self.template = template
+        self.template = template  # settings (bootstrap, security, compression) for every producer
         #: fault injection: seconds each commit is held open before it commits (a commit in flight across
         #: a pause, for the zombie tests; 0 in production)
-        self.hold = hold  # settings (bootstrap, security, compression) for every producer
+        self.hold = hold
         self.app_id = app_id
         self.owns = owns  # whether the consumer group still assigns this raw partition to this worker
         self._writers: dict[int, BatchWriter] = {}

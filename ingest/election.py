@@ -27,6 +27,8 @@ from aiokafka.coordinator.protocol import ConsumerProtocolMemberAssignment, Cons
 from aiokafka.protocol.group import JoinGroupRequest
 from aiokafka.structs import OffsetAndMetadata
 
+from app.security import kafka_client_config
+
 if TYPE_CHECKING:
     from ingest.service import Ingest
 
@@ -75,6 +77,22 @@ class LockAssignor(AbstractPartitionAssignor):
 
     def on_assignment(self, assignment: ConsumerProtocolMemberAssignment) -> None:
         return None
+
+
+def lock_consumer(ingest: Ingest, session_timeout: float, heartbeat_interval: float, instance: str) -> AIOKafkaConsumer:
+    """The candidate's member of the lock group (not started, not subscribed yet).
+
+    One assignor only: aiokafka (0.14, aio-libs/aiokafka#1168) sends a JoinGroup per listed assignor,
+    the second with other protocols than the first, which starts a new rebalance. Two candidates that
+    join together then keep restarting each other's rebalance, and nobody gets the lock (seen for a
+    minute and more)."""
+    s = ingest.settings
+    return AIOKafkaConsumer(
+        bootstrap_servers=s.kafka_bootstrap, group_id=f"{s.app_id}-ingest", enable_auto_commit=False,
+        session_timeout_ms=int(session_timeout * 1000), heartbeat_interval_ms=int(heartbeat_interval * 1000),
+        client_id=f"ingest-{instance}", partition_assignment_strategy=(LockAssignor(ingest),),
+        **kafka_client_config(s),
+    )
 
 
 class Election(ConsumerRebalanceListener):  # type: ignore[misc]

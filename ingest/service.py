@@ -29,14 +29,13 @@ from typing import Any
 
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
-from aiokafka.coordinator.assignors.roundrobin import RoundRobinPartitionAssignor
 from aiokafka.errors import KafkaError
 
 from app.security import kafka_client_config
 from app.settings import Settings
 from app.topics import ensure_topics
 from ingest.connection import FrameSink, KrakenConnection, SinkUnavailable
-from ingest.election import Election, LockAssignor
+from ingest.election import Election, lock_consumer
 from ingest.raw import raw_record
 from ingest.rotation import Handover, rotate_forever
 from models.backoff import Backoff
@@ -126,14 +125,7 @@ class Ingest:
         """Be a candidate until this process, holding the lock, cannot get frames into Kafka for
         ``ingest_release_after``: then leave the group, so a standby that can reach Kafka takes over."""
         s = self.settings
-        lock = AIOKafkaConsumer(
-            bootstrap_servers=s.kafka_bootstrap, group_id=f"{s.app_id}-ingest", enable_auto_commit=False,
-            session_timeout_ms=int(SESSION_TIMEOUT * 1000), heartbeat_interval_ms=int(HEARTBEAT_INTERVAL * 1000),
-            client_id=f"ingest-{self._instance}",
-            # round robin too: a group with members of an older version agrees on that one
-            partition_assignment_strategy=(LockAssignor(self), RoundRobinPartitionAssignor),
-            **kafka_client_config(s),
-        )
+        lock = lock_consumer(self, SESSION_TIMEOUT, HEARTBEAT_INTERVAL, self._instance)
         listener = Election(self, lock, TopicPartition(s.topic("ingest.lock"), 0), self._instance)
         await lock.start()
         try:

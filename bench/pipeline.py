@@ -10,7 +10,12 @@ embedded broker, with stock Faust and quixstreams over the same frames as peers.
    its RocksDB state (``bench/quix_app.py``).
 3. **Throughput, 2 workers** on the same 8 partitions (fresh broker): frames/s and CPU per 100k frames.
 4. **Latency.** Frames offered at ``--rate`` frames/s (stamped when sent, as the ingest stamps receipt);
-   receive -> delta emitted, read ``read_committed`` (the time until a transaction commits is not in it).
+   receive -> delta emitted, and receive -> delta read ``read_committed``. The worker's CPU idle (books
+   live, nothing offered) and under the offered rate, the broker's CPU, and on Apache Kafka the floors
+   of ``bench/floors.py`` (one plain hop, a transactional group commit) on the same broker.
+   ``--only-latency`` runs this phase alone, exactly-once then at least once, and ends with
+   ``RESULT p50_read_ms_eos=.. p99_read_ms_eos=.. p50_read_ms_alo=.. p99_read_ms_alo=.. worker_cpu_pct=..
+   worker_idle_cpu_pct=.. broker_cpu_ratio_eos_alo=.. floor_p99_ms=.. floor_txn_p99_ms=..``.
 5. **Memory.** ``--memory-frames`` updates (1 M) streamed through one worker; its RSS after the first 10 %
    (warm-up) and at the end.
 6. **Ingest** (``bench/ingest_load.py``): WebSocket -> ``kraken.raw`` frames/s of one ingest fed by the
@@ -20,6 +25,7 @@ On Apache Kafka steps 1 and 4 run twice: exactly-once (the default there) and at
 
     python bench/pipeline.py [--broker kafka|embedded] [--frames 40000] [--pairs 20] [--rate 1000]
                              [--seconds 20] [--memory-frames 1000000] [--skip memory,ingest,peers,scaling]
+                             [--only-latency]
 
 Last line: ``RESULT frames_per_s=.. noop_frames_per_s=.. ratio=.. quix_noop_per_s=.. quix_book_per_s=..
 p50_ms=.. p99_ms=.. cpu_s_per_100k=.. rss_growth_pct=.. ingest_frames_per_s=..`` and more figures.
@@ -35,6 +41,7 @@ import tempfile
 import time
 import uuid
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -42,6 +49,7 @@ sys.path.insert(0, str(ROOT))
 from aiokafka import AIOKafkaConsumer  # noqa: E402
 
 from app.settings import Settings  # noqa: E402
+from bench.floors import floors  # noqa: E402
 from bench.harness import (  # noqa: E402
     BIN,
     Market,
@@ -135,7 +143,7 @@ def peer(tmp: Path, env: dict[str, str], kind: str, expect: int, topic: str, boo
     return rate
 
 
-def latency(args: argparse.Namespace, tmp: Path, guarantee: str) -> dict[str, dict[float, float]]:
+def latency(args: argparse.Namespace, tmp: Path, guarantee: str) -> dict[str, dict[Any, float]]:
     """Percentiles of receive -> delta emitted (the worker's stamp) and receive -> delta read by a
     consumer (``read_committed`` on Apache Kafka: after its transaction commits), and of the broker
     alone (receive -> the raw record read by a plain consumer): the floor under both."""
@@ -149,6 +157,12 @@ def latency(args: argparse.Namespace, tmp: Path, guarantee: str) -> dict[str, di
         updates = market.updates(int(args.rate * args.seconds))
         asyncio.run(preload(settings, start))
         asyncio.run(read_deltas(settings, args.pairs, committed))  # the worker is up and every book is live
+        broker_pid = broker.kafka.node(1).process.pid if broker.kind == "kafka" else broker.proc.pid  # type: ignore[union-attr]
+        # idle: books live, nothing offered (the per-cycle cost alone)
+        idle_started, idle_cpu = time.monotonic(), cpu_seconds(proc.pid)
+        time.sleep(args.idle_seconds)  # the measured interval itself
+        idle_pct = (cpu_seconds(proc.pid) - idle_cpu) / (time.monotonic() - idle_started) * 100
+        busy_started, busy_cpu, busy_broker = time.monotonic(), cpu_seconds(proc.pid), cpu_seconds(broker_pid)
 
         async def offered() -> tuple[list[dict[str, int]], list[float]]:
             reading = asyncio.ensure_future(read_deltas(settings, args.pairs + len(updates), committed))
@@ -157,17 +171,27 @@ def latency(args: argparse.Namespace, tmp: Path, guarantee: str) -> dict[str, di
             return (await reading)[args.pairs:], await raw
 
         deltas, floor = asyncio.run(offered())
+        wall = time.monotonic() - busy_started
+        cpu = {"worker_idle": idle_pct, "worker": (cpu_seconds(proc.pid) - busy_cpu) / wall * 100,
+               "broker": (cpu_seconds(broker_pid) - busy_broker) / wall * 100}
+        print(f"cpu ({guarantee}): worker idle {cpu['worker_idle']:.1f} %, at {args.rate:.0f} frames/s worker "
+              f"{cpu['worker']:.1f} %, broker {cpu['broker']:.1f} % of a core", flush=True)
         figures = {"emitted": [(d["emit"] - d["recv"]) / 1e6 for d in deltas],
                    "read": [(d["read"] - d["recv"]) / 1e6 for d in deltas], "broker": floor}
-        result = {}
+        result: dict[str, dict[Any, float]] = {"cpu": cpu}
         for name, values in figures.items():
             points = result[name] = percentiles(values, (0.5, 0.9, 0.99, 0.999, 1.0))
             print(f"latency ({guarantee}) at {args.rate:.0f} frames/s offered, receive -> {name}: "
                   + ", ".join(f"p{p * 100:g} {v:.1f} ms" for p, v in points.items()), flush=True)
-        return result
-    finally:
         proc.terminate()
         proc.wait()
+        if broker.kind == "kafka" and guarantee == "exactly_once":  # the floors on the same broker, same run
+            result["floors"] = {k: float(v) for k, v in floors(broker.bootstrap, args.rate, min(args.seconds, 10)).items()}
+        return result
+    finally:
+        if proc.poll() is None:
+            proc.terminate()
+            proc.wait()
         broker.terminate()
 
 
@@ -238,7 +262,27 @@ async def wait_processed(settings: Settings, count: int, committed: bool) -> Non
         await consumer.stop()
 
 
+def latency_only(args: argparse.Namespace) -> None:
+    """Exactly-once and at least once latency and CPU at ``--rate``, with the floors of the same run."""
+    tmp = Path(tempfile.mkdtemp(prefix="kf-bench-"))
+    eos = latency(args, tmp, "exactly_once")
+    alo = latency(args, tmp, "at_least_once")
+    fig = {"rate": f"{args.rate:.0f}", "p50_read_ms_eos": f"{eos['read'][0.5]:.1f}",
+           "p99_read_ms_eos": f"{eos['read'][0.99]:.1f}", "p50_read_ms_alo": f"{alo['read'][0.5]:.1f}",
+           "p99_read_ms_alo": f"{alo['read'][0.99]:.1f}", "p50_emit_ms_eos": f"{eos['emitted'][0.5]:.1f}",
+           "p99_emit_ms_eos": f"{eos['emitted'][0.99]:.1f}",
+           "worker_cpu_pct": f"{eos['cpu']['worker']:.1f}", "worker_cpu_pct_alo": f"{alo['cpu']['worker']:.1f}",
+           "worker_idle_cpu_pct": f"{eos['cpu']['worker_idle']:.1f}",
+           "broker_cpu_ratio_eos_alo": f"{eos['cpu']['broker'] / max(alo['cpu']['broker'], 1e-9):.2f}",
+           "p99_raw_ms": f"{eos['broker'][0.99]:.1f}"}
+    fig.update({k: f"{v:.1f}" for k, v in eos.get("floors", {}).items()})
+    print("RESULT " + " ".join(f"{k}={v}" for k, v in fig.items()))
+
+
 def run(args: argparse.Namespace) -> None:
+    if args.only_latency:
+        latency_only(args)
+        return
     tmp = Path(tempfile.mkdtemp(prefix="kf-bench-"))
     skip = set(args.skip.split(",")) if args.skip else set()
     first = "exactly_once" if args.broker == "kafka" else "at_least_once"
@@ -281,6 +325,9 @@ def main() -> None:
     parser.add_argument("--depth", type=int, default=25)
     parser.add_argument("--rate", type=float, default=1000.0, help="offered frames/s for the latency run")
     parser.add_argument("--seconds", type=float, default=20.0, help="length of the latency run")
+    parser.add_argument("--idle-seconds", type=float, default=5.0, help="the idle worker's CPU is measured this long")
+    parser.add_argument("--only-latency", action="store_true",
+                        help="only the latency phases (exactly-once, at least once), their CPU and the floors")
     parser.add_argument("--memory-frames", type=int, default=1_000_000, help="updates streamed for the RSS figure")
     parser.add_argument("--ingest-frames", type=int, default=300_000, help="frames the ingest bench replays")
     parser.add_argument("--skip", default="", help="comma-separated phases to leave out: peers,scaling,memory,ingest")

@@ -1,0 +1,183 @@
+"""Latency floors on this machine, with the pipeline's own client settings: what no pipeline built on
+these clients and this broker can beat.
+
+1. **One plain hop** (the ingest's hop, receive -> ``kraken.raw`` -> a reader): an aiokafka producer as
+   the ingest configures it (acks=all, idempotent, linger 5 ms) to a consumer with the worker's fetch
+   wait (10 ms).
+2. **A transactional group commit** (the worker's hop under exactly-once): records arrive at the offered
+   rate; a transactional producer (``app/kafka_writer.py`` settings, aiokafka's back-off shortened by
+   ``app/kafka_internals.py`` as in the worker) commits whatever arrived while its previous commit was
+   in flight; a ``read_committed`` consumer reads them.
+
+Every record is stamped with its due time (``t0 + i / rate``) and its latency runs from there to its
+read, so a stalled producer shows up in the figures (no coordinated omission).
+
+    python bench/floors.py [--bootstrap host:port] [--rate 1000] [--seconds 10]
+
+Without ``--bootstrap`` a fresh single-node Apache Kafka is started (and stopped). Last line:
+``RESULT floor_p50_ms=.. floor_p99_ms=.. floor_txn_p50_ms=.. floor_txn_p99_ms=..``
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import struct
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer  # noqa: E402
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic  # noqa: E402
+
+from app.kafka_internals import shorten_transaction_backoff  # noqa: E402
+from app.kafka_writer import BatchWriter  # noqa: E402
+from app.profile import APACHE_KAFKA_FETCH_MAX_WAIT_MS  # noqa: E402
+from app.settings import Settings  # noqa: E402
+from bench.harness import percentiles  # noqa: E402
+
+STAMP = struct.Struct(">q")  # the record's due time, ns
+
+
+async def new_topic(bootstrap: str) -> str:
+    topic = f"floor-{uuid.uuid4().hex[:8]}"
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        await admin.create_topics([NewTopic(topic, 1, 1)])
+    finally:
+        await admin.close()
+    return topic
+
+
+async def read(bootstrap: str, topic: str, count: int, committed: bool, started: asyncio.Event) -> list[float]:
+    """ms from each record's due time to its read, for ``count`` records."""
+    consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest",
+                                enable_auto_commit=False, fetch_max_wait_ms=APACHE_KAFKA_FETCH_MAX_WAIT_MS,
+                                isolation_level="read_committed" if committed else "read_uncommitted")
+    await consumer.start()
+    out: list[float] = []
+    try:
+        while not consumer.assignment():
+            await asyncio.sleep(0.01)
+        started.set()
+        while len(out) < count:
+            for batch in (await consumer.getmany(timeout_ms=200)).values():
+                now = time.time_ns()
+                out.extend((now - STAMP.unpack(m.value)[0]) / 1e6 for m in batch)
+    finally:
+        await consumer.stop()
+    return out
+
+
+async def offer(rate: float, count: int, send: object) -> None:
+    """Call ``send(due_ns)`` for each record at its due time (late calls carry their due time)."""
+    t0 = time.time_ns() + 50_000_000
+    for i in range(count):
+        due = t0 + int(i * 1e9 / rate)
+        ahead = (due - time.time_ns()) / 1e9
+        if ahead > 0:
+            await asyncio.sleep(ahead)
+        await send(due)  # type: ignore[operator]
+
+
+async def one_hop(bootstrap: str, rate: float, seconds: float) -> list[float]:
+    settings = Settings(broker=f"kafka://{bootstrap}")
+    topic = await new_topic(bootstrap)
+    count = int(rate * seconds)
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=5, **settings.profile.producer_config())
+    await producer.start()
+    started = asyncio.Event()
+    reading = asyncio.ensure_future(read(bootstrap, topic, count, False, started))
+    await started.wait()
+    try:
+        async def send(due: int) -> None:
+            await producer.send(topic, STAMP.pack(due), key=b"BTC/USD")
+
+        await offer(rate, count, send)
+        return await reading
+    finally:
+        await producer.stop()
+
+
+async def group_commit(bootstrap: str, rate: float, seconds: float) -> list[float]:
+    settings = Settings(broker=f"kafka://{bootstrap}")
+    topic = await new_topic(bootstrap)
+    count = int(rate * seconds)
+    shorten_transaction_backoff()
+    template = BatchWriter(bootstrap, "floor-txn", settings.profile.writer_config())
+    producer = template.new_producer(transactional_id=f"floor-{uuid.uuid4().hex[:8]}")
+    await producer.start()
+    writer = BatchWriter(bootstrap, "floor-txn", template.config, producer=producer)
+    started = asyncio.Event()
+    reading = asyncio.ensure_future(read(bootstrap, topic, count, True, started))
+    await started.wait()
+    pending: list[tuple[bytes, bytes]] = []
+    arrived = asyncio.Event()
+    offered = False
+
+    async def committer() -> None:
+        while not (offered and not pending):
+            if not pending:
+                arrived.clear()
+                await arrived.wait()
+                continue
+            batch = pending[:]
+            del pending[:]
+            await producer.begin_transaction()
+            futures = await writer.send_partition(topic, 0, batch)
+            await producer.commit_transaction()
+            await asyncio.gather(*futures)
+
+    committing = asyncio.ensure_future(committer())
+    try:
+        async def send(due: int) -> None:
+            pending.append((b"BTC/USD", STAMP.pack(due)))
+            arrived.set()
+
+        await offer(rate, count, send)
+        offered = True
+        arrived.set()
+        await committing
+        return await reading
+    finally:
+        await producer.stop()
+
+
+def report(name: str, values: list[float]) -> dict[float, float]:
+    points = percentiles(values, (0.5, 0.9, 0.99, 0.999))
+    print(f"{name}: " + ", ".join(f"p{p * 100:g} {v:.1f} ms" for p, v in points.items()), flush=True)
+    return points
+
+
+def floors(bootstrap: str, rate: float, seconds: float) -> dict[str, str]:
+    hop = report(f"floor, one plain hop at {rate:.0f} records/s", asyncio.run(one_hop(bootstrap, rate, seconds)))
+    txn = report(f"floor, transactional group commit at {rate:.0f} records/s, read_committed",
+                 asyncio.run(group_commit(bootstrap, rate, seconds)))
+    return {"floor_p50_ms": f"{hop[0.5]:.1f}", "floor_p99_ms": f"{hop[0.99]:.1f}",
+            "floor_txn_p50_ms": f"{txn[0.5]:.1f}", "floor_txn_p99_ms": f"{txn[0.99]:.1f}"}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--bootstrap", help="an Apache Kafka to measure (default: a fresh one)")
+    parser.add_argument("--rate", type=float, default=1000.0)
+    parser.add_argument("--seconds", type=float, default=10.0)
+    args = parser.parse_args()
+    if args.bootstrap:
+        fig = floors(args.bootstrap, args.rate, args.seconds)
+    else:
+        from broker.kafka import start_kafka
+
+        with start_kafka(Path(tempfile.mkdtemp(prefix="kf-floors-")), nodes=1) as kafka:
+            fig = floors(kafka.bootstrap, args.rate, args.seconds)
+    print("RESULT " + " ".join(f"{k}={v}" for k, v in fig.items()))
+
+
+if __name__ == "__main__":
+    main()

@@ -56,6 +56,7 @@ class Settings:
     require_lock_gen: str = "auto"
     pairs_per_connection: int = 50
     ingest_send_timeout: float = 10.0  # seconds a frame may wait for Kafka before its connection is dropped
+    ingest_linger_ms: int = 5  # the ingest producer's linger: how long a frame waits for others to share its batch
     ingest_release_after: float = 30.0  # seconds of Kafka taking no frame before the ingest lock is given up
     stop_timeout: float = 8.0  # seconds a worker or ingest may take to stop (a gone broker would hang it)
     # fault injection for tests and bench/faults.py: each book transaction is held open this long before
@@ -178,6 +179,8 @@ class Settings:
                 raise SettingsError(f"KRAKENFLOW_PAIRS has {pair!r}; Kraken v2 pairs look like BTC/USD")
         if self.local_broker not in ("auto", "kafka", "embedded"):
             raise SettingsError(f"KRAKENFLOW_LOCAL_BROKER={self.local_broker!r}; use auto, kafka or embedded")
+        if self.ingest_linger_ms < 0:
+            raise SettingsError(f"KRAKENFLOW_INGEST_LINGER_MS={self.ingest_linger_ms}; use 0 or more milliseconds")
         if self.ingest not in ("auto", "off"):
             raise SettingsError(f"KRAKENFLOW_INGEST={self.ingest!r}; use auto or off")
         if self.require_lock_gen.lower() not in ("auto", *_TRUE, *_FALSE):

@@ -2,8 +2,8 @@
 these clients and this broker can beat.
 
 1. **One plain hop** (the ingest's hop, receive -> ``kraken.raw`` -> a reader): an aiokafka producer as
-   the ingest configures it (acks=all, idempotent, linger 5 ms) to a consumer with the worker's fetch
-   wait (10 ms).
+   the ingest configures it (acks=all, idempotent, ``KRAKENFLOW_INGEST_LINGER_MS``) to a consumer with
+   the worker's fetch wait (10 ms).
 2. **A transactional group commit** (the worker's hop under exactly-once): records arrive at the offered
    rate; a transactional producer (``app/kafka_writer.py`` settings, aiokafka's back-off shortened by
    ``app/kafka_internals.py`` as in the worker) commits whatever arrived while its previous commit was
@@ -87,10 +87,11 @@ async def offer(rate: float, count: int, send: object) -> None:
 
 
 async def one_hop(bootstrap: str, rate: float, seconds: float) -> list[float]:
-    settings = Settings(broker=f"kafka://{bootstrap}")
+    settings = Settings.from_env()
     topic = await new_topic(bootstrap)
     count = int(rate * seconds)
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=5, **settings.profile.producer_config())
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=settings.ingest_linger_ms,
+                                **settings.profile.producer_config())
     await producer.start()
     started = asyncio.Event()
     reading = asyncio.ensure_future(read(bootstrap, topic, count, False, started))

@@ -312,7 +312,7 @@ class Ingest:
     def _new_producer(self) -> AIOKafkaProducer:
         s = self.settings
         return AIOKafkaProducer(
-            bootstrap_servers=s.kafka_bootstrap, linger_ms=5, client_id=f"ingest-{self._instance}",
+            bootstrap_servers=s.kafka_bootstrap, linger_ms=s.ingest_linger_ms, client_id=f"ingest-{self._instance}",
             request_timeout_ms=int(s.ingest_send_timeout * 1000), **s.profile.producer_config(),
             **kafka_client_config(s),
         )

@@ -26,6 +26,7 @@ def test_every_setting_is_in_the_readme_settings_table() -> None:
     ({"KRAKENFLOW_LOCAL_BROKER": "docker"}, "KRAKENFLOW_LOCAL_BROKER='docker'; use auto, kafka or embedded"),
     ({"KRAKENFLOW_RAW_PARTITIONS": "eight"}, "KRAKENFLOW_RAW_PARTITIONS='eight' is not a valid int"),
     ({"KRAKENFLOW_BROKER": "127.0.0.1:9092"}, "write it as kafka://host:port"),
+    ({"KRAKENFLOW_INGEST_LINGER_MS": "-1"}, "KRAKENFLOW_INGEST_LINGER_MS=-1; use 0 or more milliseconds"),
 ])
 def test_bad_values_name_the_variable_and_the_fix(env: dict[str, str], message: str) -> None:
     with pytest.raises(SettingsError, match=message.replace("(", r"\(").replace(")", r"\)")):

@@ -27,6 +27,7 @@ import sys
 import tempfile
 import time
 import uuid
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -39,7 +40,7 @@ from app.kafka_internals import shorten_transaction_backoff  # noqa: E402
 from app.kafka_writer import BatchWriter  # noqa: E402
 from app.profile import APACHE_KAFKA_FETCH_MAX_WAIT_MS  # noqa: E402
 from app.settings import Settings  # noqa: E402
-from bench.harness import percentiles  # noqa: E402
+from bench.harness import assigned, percentiles  # noqa: E402
 
 STAMP = struct.Struct(">q")  # the record's due time, ns
 
@@ -63,8 +64,7 @@ async def read(bootstrap: str, topic: str, count: int, committed: bool, started:
     await consumer.start()
     out: list[float] = []
     try:
-        while not consumer.assignment():
-            await asyncio.sleep(0.01)
+        await assigned(consumer)
         started.set()
         while len(out) < count:
             for batch in (await consumer.getmany(timeout_ms=200)).values():
@@ -75,7 +75,7 @@ async def read(bootstrap: str, topic: str, count: int, committed: bool, started:
     return out
 
 
-async def offer(rate: float, count: int, send: object) -> None:
+async def offer(rate: float, count: int, send: Callable[[int], Awaitable[None]]) -> None:
     """Call ``send(due_ns)`` for each record at its due time (late calls carry their due time)."""
     t0 = time.time_ns() + 50_000_000
     for i in range(count):
@@ -83,7 +83,7 @@ async def offer(rate: float, count: int, send: object) -> None:
         ahead = (due - time.time_ns()) / 1e9
         if ahead > 0:
             await asyncio.sleep(ahead)
-        await send(due)  # type: ignore[operator]
+        await send(due)
 
 
 async def one_hop(bootstrap: str, rate: float, seconds: float) -> list[float]:

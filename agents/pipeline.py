@@ -11,8 +11,9 @@ from typing import Any
 from aiokafka.errors import KafkaError
 
 from agents.catchup import read_range
-from agents.commits import PartitionCommits
+from agents.commits import GroupCommits, Job, merged, one_lane, own_lane
 from agents.transactions import Fenced, Transactions
+from app.kafka_internals import group_membership
 from app.kafka_writer import BatchWriter, TimedRecord
 from app.security import kafka_client_config
 from app.settings import Settings
@@ -74,7 +75,8 @@ class BookPipeline:
         self._resumed: set[int] = set()  # partitions whose first event since assignment was seen
         self._done: dict[int, int] = {}  # raw partition -> last offset whose effects are stored
         self._seen: dict[int, int] = {}  # raw partition -> last offset processed (its commit may be in flight)
-        self.commits = PartitionCommits(self._commit)
+        #: one lane under exactly-once (one transaction per worker per commit), one per partition else
+        self.commits = GroupCommits(self._commit, lane=one_lane if settings.exactly_once else own_lane)
         self._fenced: set[int] = set()  # partitions another worker's transactions took over
         self._assigned: set[int] = set()  # raw partitions of the current assignment
         self._lost: set[int] = set()  # partitions whose unprocessed records retention removed
@@ -86,9 +88,6 @@ class BookPipeline:
         self._strikes: dict[tuple[int, int], tuple[int, str]] = {}  # record -> (failures, last error)
         self.changelog_caught_up = 0  # changelog records committed after the local state, applied on resume
         self.transactions: Transactions | None = None
-        if settings.exactly_once:
-            self.transactions = Transactions(self.writer, settings.app_id, owns=self._owns,
-                                             hold=settings.fault_commit_hold_ms / 1000)
 
     def _restore(self, symbol: str) -> PairState | None:
         st = self.store.restore(symbol, self._partition)
@@ -96,22 +95,32 @@ class BookPipeline:
             st.state = "invalidated"  # records it needed are gone: the timer requests its resync
         return st
 
-    def _owns(self, partition: int) -> bool:
+    def _membership(self) -> tuple[int, str] | None:
         try:
-            return any(tp.topic == self.settings.raw_topic and tp.partition == partition
-                       for tp in self.app.consumer.assignment())
+            consumer = self.app.consumer
         except Exception:  # no consumer yet
-            return False
+            return None
+        return group_membership(consumer)
+
+    def _transactions(self) -> Transactions | None:
+        """The worker's transactions (exactly-once), made once the worker knows its name (its data dir)."""
+        if self.transactions is None and self.settings.exactly_once:
+            worker_id = getattr(self.app, "worker_id", None) or self.settings.web_port
+            self.transactions = Transactions(self.writer, self.settings.app_id, str(worker_id), self.app.conf.id,
+                                             self.settings.topic("books.fence"), self._membership,
+                                             hold=self.settings.fault_commit_hold_ms / 1000)
+        return self.transactions
 
     async def _ensure_started(self) -> None:
         if not self._started:
             await self.writer.start()
+            self._transactions()
             self._started = True
 
     async def handle(self, records: Sequence[Any]) -> None:
         """One batch of raw records (``.partition .offset .key .value .headers``: aiokafka's records, or
         Faust's messages): each partition's share is processed and committed on its own (under
-        exactly-once, one transaction per partition).
+        exactly-once, one transaction per group commit for every partition).
 
         The commits do not hold up the next batch: each partition's go to its group commit
         (:mod:`agents.commits`), concurrent with the other partitions' and with further processing, in
@@ -158,8 +167,8 @@ class BookPipeline:
                 if processed:
                     self._seen.update(processed)
                 # now, before the next batch changes the pairs: the table records of this batch's state
-                await self.commits.add(partition, out, processed, self._prepare(partition, out, processed))
-            if self.transactions is None:
+                await self.commits.add(Job(partition, out, processed, self._prepare(partition, out, processed)))
+            if not self.settings.exactly_once:
                 # at least once (the embedded broker): the batch is committed before the consumer acks it,
                 # so the group offset never runs ahead of the stored watermark. With the group offset
                 # ahead, a takeover resumed past the table and the failover test once saw a new owner
@@ -198,23 +207,29 @@ class BookPipeline:
                             delta.raw_partition, delta.raw_offset)
         return self.store.changes(states, deltas, processed, self.processor.lock_generations)
 
-    async def _commit(self, partition: int, out: list[Output], processed: dict[int, int],
-                      changes: dict[int, list[Any]]) -> None:
-        """Deliver a partition's outputs and store its pairs' changes: in one transaction under exactly-
-        once, else outputs first, then the changelog, then RocksDB."""
-        if self.transactions is None:
+    async def _commit(self, jobs: list[Job]) -> None:
+        """Deliver the jobs' outputs and store their pairs' changes: in one transaction under exactly-once
+        (every partition of the lane), else outputs first, then the changelog, then RocksDB."""
+        transactions = self._transactions()
+        if transactions is None:
+            out, processed, changes = merged(jobs)
             await self._deliver(out)
             self.store.apply(changes, await self._log_changes(changes))
         else:
-            if (not out and not changes) or partition in self._fenced:
-                return  # fenced: the outputs are the new owner's to redo, from what committed
-            try:
-                last = await self.transactions.commit(partition, self._by_topic(out), self.store.changelog_topic(),
-                                                      changes.get(partition, []))
-            except Fenced:
-                self._give_up(partition)
+            # fenced: the outputs are the new owner's to redo, from what committed
+            out, processed, changes = merged([j for j in jobs if j.partition not in self._fenced])
+            if not out and not changes:
+                self._done.update(processed)
                 return
-            self.store.apply(changes, {partition: last})
+            partitions = sorted({j.partition for j in jobs if j.partition not in self._fenced} | set(changes))
+            try:
+                last = await transactions.commit(partitions, self._by_topic(out), self.store.changelog_topic(),
+                                                 changes)
+            except Fenced as exc:
+                for partition in exc.partitions:
+                    self._give_up(partition)
+                return
+            self.store.apply(changes, {p: last.get(p) for p in changes})
         if processed:
             self._done.update(processed)
 
@@ -259,13 +274,12 @@ class BookPipeline:
     async def _resume(self, partition: int) -> bool:
         """First event of a partition since it was assigned: where its stored effects end. False when
         the partition is not this worker's (fenced)."""
-        if self.transactions is not None:
-            try:
-                # first: initializing the id fences a former owner, so nothing commits after the read below
-                await self.transactions.open(partition)
-            except Fenced:
+        transactions = self._transactions()
+        if transactions is not None:
+            if transactions.is_fenced(partition):
                 self._give_up(partition)
                 return False
+            await transactions.open()  # a transaction this worker's killed run left open is aborted
             await self._catch_up_changelog(partition)
         self._resumed.add(partition)
         done, generation = self.store.watermark(partition)
@@ -279,13 +293,15 @@ class BookPipeline:
         """Apply the changelog records committed after the local store's offset (read_committed).
 
         Faust's recovery reads the changelog up to the highwater it saw when the partition was assigned;
-        a former owner (a worker that paused past its session) may have committed after that, until the
-        id was initialized above. Processing from the older local state would repeat its seqs.
+        a former owner (a worker that paused past its session) may have committed after that, and may
+        have a transaction open still: the read waits until none is (it commits, or the group check makes
+        it abort). Processing from the older local state would repeat its seqs.
         """
         db = PartitionDB(self.store.table, partition)
         local = db.changelog_offset()
         records, last = await committed_tail(self.settings.kafka_bootstrap, kafka_client_config(self.settings),
-                                             self.store.changelog_topic(), partition, -1 if local is None else local)
+                                             self.store.changelog_topic(), partition, -1 if local is None else local,
+                                             stable=True)
         if last is None:
             return
         log.warning("raw partition %d: %d books changelog records were committed after this worker's local state "
@@ -372,20 +388,27 @@ class BookPipeline:
                 return
             await self._settle()
             partitions = {st.last_partition for st in self.processor.pairs.values() if st.last_partition >= 0}
+            jobs: list[Job] = []
             for partition in sorted(partitions - self._fenced):
                 out: list[Output] = []
                 self.processor.tick(out, [st for st in self.processor.pairs.values()
                                           if st.last_partition == partition])
                 if out:
-                    await self._commit(partition, out, {}, self._prepare(partition, out, {}))
+                    jobs.append(Job(partition, out, {}, self._prepare(partition, out, {})))
+            if self.settings.exactly_once and jobs:
+                await self._commit(jobs)  # one transaction for every partition
+            else:
+                for job in jobs:
+                    await self._commit([job])
 
     async def on_rebalance(self, assigned: bool, partitions: Iterable[int] = ()) -> None:
         """Partitions moved: every pair is restored from the table when next seen.
 
         State kept from before could be stale (another worker may have owned a partition meanwhile),
-        and the table holds exactly what was flushed, so dropping everything is the safe choice. Under
-        exactly-once the transactional ids of the assigned partitions are initialized right away: that
-        aborts a previous owner's open transaction (a killed worker's) and fences it, if it lives on.
+        and the table holds exactly what was flushed, so dropping everything is the safe choice. The
+        commits in flight settle first, on a revocation too: the worker then never commits a partition in
+        a group generation it is not in (the group check of ``agents/transactions.py`` covers a worker that
+        could not run this, a paused one).
         """
         async with self._lock:
             try:
@@ -396,22 +419,11 @@ class BookPipeline:
             self._fenced.clear()
             self._assigned = set(partitions) if assigned else set()
             self._lost.clear()
-            if self.transactions is not None:
-                await self.transactions.close()
             if assigned:
                 self.rebalances += 1
                 self._assigned_at = time.monotonic()
                 if self.transactions is not None:
                     self.transactions.assign(self._assigned)
-                    await self._open_transactions(self._assigned)
-
-    async def _open_transactions(self, partitions: Iterable[int]) -> None:
-        assert self.transactions is not None
-        for partition in sorted(partitions):
-            try:
-                await self.transactions.open(partition)
-            except (KafkaError, Fenced) as exc:  # opened again on the partition's first event
-                log.warning("raw partition %d: transactional producer not started yet (%r)", partition, exc)
 
     async def close(self, timeout: float = 10.0) -> None:
         """Stop the producers (a worker shutting down), once the batch in flight is stored; a batch that

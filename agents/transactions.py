@@ -1,20 +1,40 @@
-"""Exactly-once book batches: one Kafka transaction per raw partition per batch.
+"""Exactly-once book batches: one Kafka transaction per worker per group commit, fenced by the group.
 
-A batch's outputs (deltas, snapshots, events, metrics, trades, tickers, dead letters) and its books
-changelog records (pages, meta records, and the raw watermark: the consumed ``kraken.raw`` offset)
-commit together or not at all. The consumed offset is committed there, not with
-``send_offsets_to_transaction``: Faust's own consumer commits the group's offsets, and a group that
-also gets transactional offset commits makes Kafka answer the consumer's offset fetches with
-UNSTABLE_OFFSET_COMMIT while a transaction is open, which stalled the worker under load (measured:
-16k of 40k frames, then nothing for 5 minutes). The group offset is a hint; the watermark is the truth. ``read_committed`` consumers (Faust's own, so the table recovery too)
-never see the records of a batch that did not commit, and the worker that processes the batch again
+A group commit's outputs (deltas, snapshots, events, metrics, trades, tickers, dead letters) and its books
+changelog records (pages, meta records, and each raw partition's watermark: the consumed ``kraken.raw``
+offset) commit together or not at all, for every raw partition the commit covers. One transaction per
+worker, not one per raw partition: each transaction costs the broker about the same whatever it carries
+(AddPartitionsToTxn, markers, two transaction-log writes), and eight producers committing back to back
+took more broker CPU than the data (issue 20). ``read_committed`` consumers (Faust's own, so the table
+recovery too) never see the records of a batch that did not commit, and the worker that processes it again
 after a crash or a rebalance starts from the committed watermark, so each output appears once.
 
-Each raw partition has its own transactional id (``<app id>-books-<partition>``): a worker that takes
-a partition over initializes the id, which aborts the previous owner's open transaction and fences
-that owner (a paused or partitioned worker): its commit fails with ``ProducerFenced`` and it gives
-the partition up. The local RocksDB is written only after the commit, so it never runs ahead of the
-changelog; when a crash comes between the two, Faust's recovery replays the committed tail.
+**Fencing** (KIP-447, done here because aiokafka does not). The consumed offset stays in the changelog
+(the watermark), so the group offset is not the fence: each transaction also commits an offset of the
+``books.fence`` topic for the worker's consumer group, with the group generation and member id that
+Faust's consumer holds (TxnOffsetCommit v3, :mod:`app.kafka_internals`). The group coordinator refuses
+it once the group has moved on; the transaction then aborts and its partitions are given up until the
+next assignment. So:
+
+* a worker paused past its session (a zombie) cannot commit when it wakes: the group has a newer
+  generation, in which the rightful owner holds the partitions;
+* the offsets are committed only after every record of the transaction is acked, so a transaction that
+  passes the check wrote nothing after it: its records are all in the log, open, when the next owner
+  looks. The next owner waits for the changelog partition to have no open transaction
+  (``tables.recovery.committed_tail``) before it reads the state it resumes from;
+* a worker revokes its partitions (eager rebalance) only after its commits in flight settle
+  (``BookPipeline.on_rebalance``), so it never commits a partition of a generation it is not in.
+
+The offset is of a topic Faust never consumes, so it never mixes with Faust's own offset commits of
+``kraken.raw`` (a group that gets transactional offset commits of the partitions it consumes answers the
+consumer's offset fetches with UNSTABLE_OFFSET_COMMIT while a transaction is open, which stalled the
+worker under load: 16k of 40k frames, then nothing for 5 minutes).
+
+The transactional id is the worker's (``<app id>-books-<worker id>``, the id kept in its data directory):
+a worker restarted on its data directory takes it back, which aborts the transaction its killed run left
+open. A transaction nobody takes back is aborted by the coordinator after :data:`TRANSACTION_TIMEOUT_MS`.
+The local RocksDB is written only after the commit, so it never runs ahead of the changelog; when a
+crash comes between the two, Faust's recovery replays the committed tail.
 """
 
 from __future__ import annotations
@@ -24,6 +44,7 @@ import logging
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
+from aiokafka import TopicPartition
 from aiokafka.errors import (
     InvalidProducerEpoch,
     KafkaError,
@@ -31,18 +52,31 @@ from aiokafka.errors import (
     TransactionalIdAuthorizationFailed,
 )
 
-from app.kafka_internals import shorten_transaction_backoff
+from app.kafka_internals import (
+    StaleMembership,
+    needs_abort,
+    retrieve_failure,
+    send_offsets_fenced,
+    shorten_transaction_backoff,
+)
 from app.kafka_writer import BatchWriter, Record, TimedRecord
 from models.backoff import Backoff
 
 log = logging.getLogger("krakenflow.transactions")
 
-#: errors that mean another producer holds this transactional id now (the partition moved)
+#: errors that mean the producer's epoch is no longer the transactional id's: the coordinator aborted an
+#: open transaction (its timeout), or another process took the id (two workers given one data directory)
 FENCED_ERRORS = (ProducerFenced, InvalidProducerEpoch, TransactionalIdAuthorizationFailed)
 
-#: an open transaction the coordinator aborts by itself (a worker killed mid-batch); longer than the
-#: group session (10 s), so a worker that merely paused is fenced by the next owner, not by this
-TRANSACTION_TIMEOUT_MS = 60_000
+#: an open transaction the coordinator aborts by itself (a worker killed mid-commit that does not come back
+#: on its data directory); the next owner of its partitions waits for that. Commits take milliseconds
+TRANSACTION_TIMEOUT_MS = 10_000
+
+#: a producer replaced this many times in a row without a commit between: something else holds the id
+MAX_REINITS = 5
+
+#: (generation, member id) of the worker's group membership, or None while it has none
+Membership = Callable[[], "tuple[int, str] | None"]
 
 
 def _retrieve(future: asyncio.Future[Any]) -> None:
@@ -51,118 +85,132 @@ def _retrieve(future: asyncio.Future[Any]) -> None:
 
 
 class Fenced(Exception):
-    """Another worker owns this raw partition's transactional id: this worker must give it up."""
+    """The group moved these raw partitions on: this worker must give them up until it is assigned again."""
 
-    def __init__(self, partition: int) -> None:
-        super().__init__(f"raw partition {partition}: fenced by a newer owner of its transactional id")
-        self.partition = partition
+    def __init__(self, partitions: Iterable[int], reason: str = "the group moved on") -> None:
+        self.partitions = sorted(set(partitions))
+        super().__init__(f"raw partitions {self.partitions}: {reason}")
 
 
 class Transactions:
-    """The transactional producers of the raw partitions this worker processes."""
+    """The transactional producer of this worker's book batches."""
 
-    def __init__(self, template: BatchWriter, app_id: str,
-                 owns: Callable[[int], bool] = lambda partition: True, hold: float = 0.0) -> None:
-        self.template = template  # settings (bootstrap, security, compression) for every producer
+    def __init__(self, template: BatchWriter, app_id: str, worker_id: str, group_id: str, fence_topic: str,
+                 membership: Membership, hold: float = 0.0) -> None:
+        self.template = template  # settings (bootstrap, security, compression) for the producer
         shorten_transaction_backoff()  # a commit right after the previous one: 1 ms, not aiokafka's 20 ms
-        #: fault injection: seconds each commit is held open before it commits (a commit in flight across
-        #: a pause, for the zombie tests; 0 in production)
+        #: fault injection: seconds each commit is held open, its records sent and its group check not yet
+        #: made (a commit in flight across a pause, for the zombie tests; 0 in production)
         self.hold = hold
-        self.app_id = app_id
-        self.owns = owns  # whether the consumer group still assigns this raw partition to this worker
-        self._writers: dict[int, BatchWriter] = {}
-        #: partitions this worker was fenced from: their id is never initialized again before the group
-        #: assigns them anew (:meth:`assign`). A zombie (a worker paused past its session) that re-opened
-        #: a producer for a queued commit would fence the rightful owner and commit stale table records
+        self.transactional_id = f"{app_id}-books-{worker_id}"
+        self.group_id = group_id
+        self.fence = TopicPartition(fence_topic, 0)
+        self.membership = membership
+        self._writer: BatchWriter | None = None
+        #: partitions the group check refused: never committed again before the group assigns them anew
         self._fenced: set[int] = set()
         self.commits = 0
         self.retries = 0
-        self.fenced = 0
-
-    def transactional_id(self, partition: int) -> str:
-        return f"{self.app_id}-books-{partition}"
+        self.fenced = 0  # transactions refused by the group check
+        self.reinits = 0  # producers replaced after their epoch was taken (a timed-out transaction)
 
     def assign(self, partitions: Iterable[int]) -> None:
-        """The group assigned ``partitions`` to this worker (a rebalance): they may be opened again."""
+        """The group assigned ``partitions`` to this worker (a rebalance): they may be committed again."""
         self._fenced.difference_update(partitions)
 
     def is_fenced(self, partition: int) -> bool:
         return partition in self._fenced
 
-    async def open(self, partition: int) -> BatchWriter:
-        """The partition's writer; starting it initializes the transactional id (fencing any other).
-        Raises :class:`Fenced` for a partition given up since the last assignment."""
-        if partition in self._fenced:
-            raise Fenced(partition)
-        writer = self._writers.get(partition)
-        if writer is None:
-            if not self.owns(partition):
-                raise Fenced(partition)  # a new producer would fence the partition's new owner
-            producer = self.template.new_producer(transactional_id=self.transactional_id(partition),
+    async def open(self) -> BatchWriter:
+        """The worker's writer; starting it initializes the transactional id (aborting a transaction an
+        earlier run of this worker left open)."""
+        if self._writer is None:
+            producer = self.template.new_producer(transactional_id=self.transactional_id,
                                                   transaction_timeout_ms=TRANSACTION_TIMEOUT_MS)
             await producer.start()
-            writer = self._writers[partition] = BatchWriter(self.template.bootstrap, self.template.client_id,
-                                                             self.template.config, producer=producer)
-        return writer
+            self._writer = BatchWriter(self.template.bootstrap, self.template.client_id, self.template.config,
+                                       producer=producer)
+        return self._writer
 
-    async def drop(self, partition: int) -> None:
-        writer = self._writers.pop(partition, None)
+    async def close(self) -> None:
+        writer, self._writer = self._writer, None
         if writer is not None:
+            retrieve_failure(writer.producer)
             try:
                 await writer.producer.stop()
             except KafkaError as exc:  # a fenced or broken producer may fail to stop cleanly
-                log.info("transactional producer of raw partition %d stopped with %s", partition, exc)
+                log.info("transactional producer stopped with %s", exc)
 
-    async def close(self) -> None:
-        for partition in list(self._writers):
-            await self.drop(partition)
+    async def commit(self, partitions: Sequence[int], outputs: Mapping[str, Sequence[TimedRecord]],
+                     changelog_topic: str, changelog: Mapping[int, Sequence[Record]]) -> dict[int, int]:
+        """Commit one group commit covering ``partitions``; returns each changelog partition's last offset.
 
-    async def commit(self, partition: int, outputs: Mapping[str, Sequence[TimedRecord]], changelog_topic: str,
-                     changelog: Sequence[Record]) -> int | None:
-        """Commit one batch of ``partition``; returns the offset of its last changelog record.
-
-        Retries a broker error (aborting and resending) until the batch commits; raises
-        :class:`Fenced` when another worker holds the partition's transactional id.
+        Retries a broker error (aborting and resending) until the batch commits; raises :class:`Fenced`
+        when the group check refuses it (or this worker has no membership to check).
         """
+        refused = [p for p in partitions if p in self._fenced]
+        if refused:
+            raise Fenced(refused, "given up since the last assignment")
         try:
-            return await self._commit_retrying(partition, outputs, changelog_topic, changelog)
+            return await self._commit_retrying(partitions, outputs, changelog_topic, changelog)
         except Fenced:
-            # given up until the group assigns it again: nothing queued may re-initialize its id
-            self._fenced.add(partition)
-            await self.drop(partition)
+            self._fenced.update(partitions)  # nothing queued commits them before the next assignment
             raise
 
-    async def _commit_retrying(self, partition: int, outputs: Mapping[str, Sequence[TimedRecord]],
-                               changelog_topic: str, changelog: Sequence[Record]) -> int | None:
+    async def _commit_retrying(self, partitions: Sequence[int], outputs: Mapping[str, Sequence[TimedRecord]],
+                               changelog_topic: str, changelog: Mapping[int, Sequence[Record]]) -> dict[int, int]:
         backoff = Backoff(base=0.2, cap=10.0)
+        reinits = 0
         while True:
             try:
-                return await self._commit_once(partition, outputs, changelog_topic, changelog)
-            except FENCED_ERRORS as exc:
+                return await self._commit_once(partitions, outputs, changelog_topic, changelog)
+            except StaleMembership as exc:
                 self.fenced += 1
-                log.warning("raw partition %d: %s; giving the partition up until the next rebalance", partition,
-                            type(exc).__name__)
-                raise Fenced(partition) from exc
+                log.warning("raw partitions %s: %s; giving them up until the next rebalance", list(partitions), exc)
+                await self._abort()
+                raise Fenced(partitions, str(exc)) from exc
+            except FENCED_ERRORS as exc:
+                # the id's epoch moved past this producer: its open transaction was aborted (timed out while
+                # the worker was paused). A new producer is safe: the group check still guards each commit
+                self.reinits += 1
+                reinits += 1
+                await self.close()
+                if reinits > MAX_REINITS:
+                    raise Fenced(partitions, f"transactional id {self.transactional_id} is taken by another "
+                                             f"process ({type(exc).__name__}); give each worker its own data "
+                                             f"directory") from exc
+                log.warning("transactional producer %s lost its epoch (%s); starting a new one",
+                            self.transactional_id, type(exc).__name__)
             except KafkaError as exc:
                 self.retries += 1
                 delay = backoff.next_delay()
-                log.warning("raw partition %d: transaction failed (%s); retrying in %.1f s", partition, exc, delay)
-                await self._abort(partition)
+                log.warning("raw partitions %s: transaction failed (%s); retrying in %.1f s", list(partitions), exc,
+                            delay)
+                await self._abort()
                 await asyncio.sleep(delay)
 
-    async def _commit_once(self, partition: int, outputs: Mapping[str, Sequence[TimedRecord]],
-                           changelog_topic: str, changelog: Sequence[Record]) -> int | None:
-        writer = await self.open(partition)
+    async def _commit_once(self, partitions: Sequence[int], outputs: Mapping[str, Sequence[TimedRecord]],
+                           changelog_topic: str, changelog: Mapping[int, Sequence[Record]]) -> dict[int, int]:
+        membership = self.membership()
+        if membership is None:  # between a lost membership and the next join: nothing to check against
+            raise StaleMembership(self.group_id, -1, "", -1)
+        writer = await self.open()
         producer = writer.producer
         await producer.begin_transaction()
         futures: list[asyncio.Future[Any]] = []
+        logged: dict[int, list[asyncio.Future[Any]]] = {}
         try:
             for topic, records in outputs.items():
                 futures.extend(await writer.send_keyed(topic, records))
-            logged = await writer.send_partition(changelog_topic, partition, changelog) if changelog else []
-            futures.extend(logged)
+            for partition, entries in changelog.items():
+                if entries:
+                    logged[partition] = await writer.send_partition(changelog_topic, partition, entries)
+                    futures.extend(logged[partition])
+            await asyncio.gather(*futures)  # every record in the log before the group check
             if self.hold:
                 await asyncio.sleep(self.hold)
+            generation, member_id = membership
+            await send_offsets_fenced(producer, {self.fence: 0}, self.group_id, generation, member_id)
             await producer.commit_transaction()
         except BaseException:
             # the sends fail with the transaction: their errors are the commit's, retrieved (now or when
@@ -170,23 +218,16 @@ class Transactions:
             for future in futures:
                 future.add_done_callback(_retrieve)
             raise
-        await asyncio.gather(*futures)
         self.commits += 1
-        return int(logged[-1].result().offset) if logged else None  # type: ignore[attr-defined]
+        return {p: int(fs[-1].result().offset) for p, fs in logged.items() if fs}
 
-    async def _abort(self, partition: int) -> None:
+    async def _abort(self) -> None:
         """Abort the open transaction; a producer that cannot is replaced (its id initialized anew)."""
-        writer = self._writers.get(partition)
-        if writer is None:
+        if self._writer is None:
             return
         try:
-            if writer.producer._txn_manager.is_in_transaction():  # no public "in transaction" query
-                await writer.producer.abort_transaction()
-        except FENCED_ERRORS as exc:
-            self.fenced += 1
-            raise Fenced(partition) from exc  # commit() remembers it and drops the producer
+            if needs_abort(self._writer.producer):
+                await self._writer.producer.abort_transaction()
         except KafkaError as exc:
-            log.info("raw partition %d: abort failed (%s); replacing its producer", partition, exc)
-            await self.drop(partition)
-        if partition not in self._writers and not self.owns(partition):
-            raise Fenced(partition)  # a new producer would fence the partition's new owner
+            log.info("abort failed (%s); replacing the transactional producer", exc)
+            await self.close()

@@ -4,6 +4,8 @@
   web port being the final one (``--web-port`` or ``KRAKENFLOW_WEB_PORT``).
 * **One process.** The directory is locked (``flock``) while the worker runs; a second worker pointed at
   it stops with an error naming the holder, before RocksDB is opened.
+* **Names its worker.** ``<datadir>/worker-id`` holds the worker's name, made once: the book agent's
+  transactional id (``agents/transactions.py``), the same after a restart.
 * **Belongs to this cluster.** Local RocksDB state left by an earlier broker (a fresh embedded broker, a
   re-created cluster) holds changelog offsets beyond what the changelog topics now hold; Faust would
   crash in recovery (``ConsistencyError``). Such state is moved aside to ``<datadir>/stale-<time>-<pid>/``,
@@ -17,6 +19,7 @@ import logging
 import os
 import shutil
 import time
+import uuid
 from collections.abc import Mapping
 from pathlib import Path
 from typing import IO, Any
@@ -26,6 +29,8 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 log = logging.getLogger("krakenflow.datadir")
 
 LOCK_NAME = ".krakenflow.lock"
+#: the file that names the worker of a data directory (its transactional id, agents/transactions.py)
+WORKER_ID_NAME = "worker-id"
 #: The key under which Faust keeps a RocksDB partition's persisted changelog offset.
 OFFSET_KEY = b"__faust\0offset__"
 
@@ -57,6 +62,23 @@ def lock(datadir: Path) -> IO[str]:
     handle.write(process_label(os.getpid()) + "\n")
     handle.flush()
     return handle
+
+
+def worker_id(datadir: Path) -> str:
+    """The name of the worker that holds ``datadir``, made once and kept there: a worker restarted on its
+    data directory takes its transactional id back, which aborts a transaction its killed run left open,
+    and two data directories never share one."""
+    path = datadir / WORKER_ID_NAME
+    try:
+        name = path.read_text().strip()
+    except FileNotFoundError:
+        name = ""
+    if not name:
+        name = uuid.uuid4().hex[:12]
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(name + "\n")
+        tmp.replace(path)  # atomic: a kill mid-write leaves no empty name
+    return name
 
 
 def process_label(pid: int) -> str:

@@ -21,7 +21,7 @@ from agents.candles import Candles, register_candles
 from agents.ingest import register_ingest
 from agents.pipeline import BookPipeline
 from agents.supervision import TaskRestarts
-from app import datadir
+from app import datadir, kafka_internals
 from app.batching import BatchChannel
 from app.health import register_health
 from app.market_views import register_market_views
@@ -56,6 +56,8 @@ class KrakenflowApp(faust.App):  # type: ignore[misc]
 
     parts: Parts
     _datadir_lock: IO[str] | None = None
+    #: this worker's name (``<datadir>/worker-id``), set when the worker starts
+    worker_id: str | None = None
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -72,6 +74,7 @@ class KrakenflowApp(faust.App):  # type: ignore[misc]
             warnings.simplefilter("ignore")
             self.conf.datadir = path
         self._datadir_lock = datadir.lock(path)
+        self.worker_id = datadir.worker_id(path)
         tabledir = self.conf.tabledir
         if tabledir.exists():
             reason = await datadir.stale_reason(settings.kafka_bootstrap, tabledir, self.conf.id,
@@ -106,6 +109,7 @@ def create_app(settings: Settings | None = None) -> KrakenflowApp:
     """The Faust app for ``settings`` (default: from the environment), with everything registered."""
     settings = settings or Settings.from_env()
     native.use(settings.native)
+    kafka_internals.tolerate_cleaned_control_batches()  # Faust's consumer reads the compacted books changelog
     profile = settings.profile
     flag = datadir_flag()
     credentials = faust_credentials(settings)  # TLS/SASL (app/security.py); None for PLAINTEXT

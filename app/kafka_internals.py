@@ -16,8 +16,15 @@ of the process. The versions this was checked against are pinned in ``pyproject.
 
 from __future__ import annotations
 
+from typing import Any
+
 import aiokafka
+import aiokafka.consumer.fetcher as _fetcher
 import aiokafka.producer.sender as _sender
+from aiokafka import AIOKafkaProducer, TopicPartition
+from aiokafka.producer.transaction_manager import TransactionState
+from aiokafka.protocol.api import Request, RequestStruct, Response
+from aiokafka.protocol.types import CompactArray, CompactString, Int16, Int32, Int64, Schema, TaggedFields
 
 #: the aiokafka version whose private names this module relies on (also pinned in pyproject.toml)
 AIOKAFKA_VERSION = "0.14.0"
@@ -37,3 +44,200 @@ def shorten_transaction_backoff(seconds: float = TRANSACTION_BACKOFF) -> None:
                            f"against {AIOKAFKA_VERSION}); review app/kafka_internals.py before upgrading aiokafka")
     setattr(_sender, BACKOFF_NAME, seconds)
 
+
+
+# -- Group-generation fencing of transactions (KIP-447, which aiokafka does not implement) ----------------
+
+#: the private name: the sender module's global that names the handler of TxnOffsetCommit
+OFFSET_HANDLER_NAME = "TxnOffsetCommitHandler"
+
+#: broker answers to a TxnOffsetCommit whose group membership is stale: the producer's worker no longer
+#: owns what it is committing (ILLEGAL_GENERATION, UNKNOWN_MEMBER_ID, REBALANCE_IN_PROGRESS,
+#: FENCED_INSTANCE_ID)
+STALE_MEMBERSHIP_ERRORS = frozenset({22, 25, 27, 82})
+
+
+class StaleMembership(Exception):
+    """The group coordinator refused a transaction's offsets: the generation or member id it carried is
+    not the group's current one. The worker lost (or is losing) its partitions; the transaction must
+    abort and its partitions wait for the next assignment."""
+
+    def __init__(self, group_id: str, generation: int, member_id: str, error_code: int) -> None:
+        super().__init__(f"group {group_id!r} refused generation {generation} member {member_id!r} "
+                         f"(error {error_code}): this worker's assignment is stale")
+        self.error_code = error_code
+
+
+class TxnOffsetCommitResponse_v3(Response):
+    API_KEY = 28
+    API_VERSION = 3
+    SCHEMA = Schema(
+        ("throttle_time_ms", Int32),
+        ("errors", CompactArray(
+            ("topic", CompactString("utf-8")),
+            ("partition_errors", CompactArray(("partition", Int32), ("error_code", Int16), ("tags", TaggedFields))),
+            ("tags", TaggedFields))),
+        ("tags", TaggedFields),
+    )
+
+
+class TxnOffsetCommitRequest_v3(RequestStruct):
+    """TxnOffsetCommit v3 (Kafka 2.5+): the first version that carries the group generation and member id,
+    which the group coordinator checks (KIP-447)."""
+
+    FLEXIBLE_VERSION = True
+    API_KEY = 28
+    API_VERSION = 3
+    RESPONSE_TYPE = TxnOffsetCommitResponse_v3
+    SCHEMA = Schema(
+        ("transactional_id", CompactString("utf-8")),
+        ("group_id", CompactString("utf-8")),
+        ("producer_id", Int64),
+        ("producer_epoch", Int16),
+        ("generation_id", Int32),
+        ("member_id", CompactString("utf-8")),
+        ("group_instance_id", CompactString("utf-8")),
+        ("topics", CompactArray(
+            ("name", CompactString("utf-8")),
+            ("partitions", CompactArray(("partition_index", Int32), ("committed_offset", Int64),
+                                        ("committed_leader_epoch", Int32),
+                                        ("committed_metadata", CompactString("utf-8")), ("tags", TaggedFields))),
+            ("tags", TaggedFields))),
+        ("tags", TaggedFields),
+    )
+
+
+class FencedTxnOffsetCommitRequest(Request[TxnOffsetCommitRequest_v3]):
+    API_KEY = 28
+
+    def __init__(self, transactional_id: str, group_id: str, producer_id: int, producer_epoch: int,
+                 generation_id: int, member_id: str, topics: list[tuple[str, list[tuple[int, int, str]]]]) -> None:
+        self._args = (transactional_id, group_id, producer_id, producer_epoch, generation_id, member_id)
+        self._topics = topics
+
+    def build(self, request_struct_class: type[TxnOffsetCommitRequest_v3]) -> TxnOffsetCommitRequest_v3:
+        topics: list[tuple[str, list[tuple[int, int, int, str, dict[int, bytes]]], dict[int, bytes]]] = [
+            (name, [(p, offset, -1, metadata, {}) for p, offset, metadata in parts], {})
+                  for name, parts in self._topics]
+        return request_struct_class(*self._args, None, topics, {})
+
+
+class _FencedOffsetCommitHandler(_sender.TxnOffsetCommitHandler):  # type: ignore[misc]
+    """aiokafka's handler, sending v3 with the membership a producer was given (:func:`send_offsets_fenced`)
+    and turning a stale-membership answer into :class:`StaleMembership` for that transaction."""
+
+    def create_request(self) -> Any:
+        membership = getattr(self._sender._txn_manager, MEMBERSHIP_ATTR, None)
+        if membership is None:  # a producer that did not ask for fencing: aiokafka's own request
+            return super().create_request()
+        txn_manager = self._sender._txn_manager
+        offset_data: dict[str, list[tuple[int, int, str]]] = {}
+        for tp, offset in sorted(self._offsets.items()):
+            offset_data.setdefault(tp.topic, []).append((tp.partition, offset.offset, offset.metadata))
+        return FencedTxnOffsetCommitRequest(txn_manager.transactional_id, self._group_id, txn_manager.producer_id,
+                                            txn_manager.producer_epoch, membership[0], membership[1],
+                                            list(offset_data.items()))
+
+    def handle_response(self, resp: Any) -> Any:
+        if getattr(resp, "API_VERSION", 0) >= 3:  # as aiokafka's loop unpacks v0: (topic, [(partition, error)])
+            resp.errors = [(entry[0], [(p[0], p[1]) for p in entry[1]]) for entry in resp.errors]
+        for _topic, partitions in resp.errors:
+            for _partition, code in partitions:
+                if code in STALE_MEMBERSHIP_ERRORS:
+                    self._refuse(code)
+                    return None
+        return super().handle_response(resp)
+
+
+    def _refuse(self, code: int) -> None:
+        """Fail the offsets' future and leave the transaction abortable. Not ``error_transaction``: it
+        forgets the transaction's partitions, so the abort that follows would send no EndTxn, leaving the
+        transaction open on the broker, and the next commit of this producer would commit its records."""
+        txn_manager = self._sender._txn_manager
+        membership = getattr(txn_manager, MEMBERSHIP_ATTR, None) or (-1, "")
+        txn_manager._transition_to(TransactionState.ABORTABLE_ERROR)
+        _group, _offsets, future = txn_manager._pending_txn_offsets.popleft()
+        future.set_exception(StaleMembership(self._group_id, membership[0], membership[1], code))
+
+
+#: the attribute of aiokafka's TransactionManager that carries (generation, member id) to the handler
+MEMBERSHIP_ATTR = "krakenflow_membership"
+
+
+def install_group_fencing() -> None:
+    """Make aiokafka's sender commit a transaction's offsets with TxnOffsetCommit v3 when the producer was
+    given a group membership. Idempotent; raises if aiokafka no longer has the names (an unchecked upgrade)."""
+    current = getattr(_sender, OFFSET_HANDLER_NAME, None)
+    if current is _FencedOffsetCommitHandler:
+        return
+    if current is None or not hasattr(current, "create_request") or not hasattr(current, "handle_response"):
+        raise RuntimeError(f"aiokafka {aiokafka.__version__} has no {_sender.__name__}.{OFFSET_HANDLER_NAME} "
+                           f"(checked against {AIOKAFKA_VERSION}); review app/kafka_internals.py before upgrading")
+    setattr(_sender, OFFSET_HANDLER_NAME, _FencedOffsetCommitHandler)
+
+
+async def send_offsets_fenced(producer: AIOKafkaProducer, offsets: dict[TopicPartition, int], group_id: str,
+                              generation: int, member_id: str) -> None:
+    """``producer.send_offsets_to_transaction``, checked by the group coordinator against the group's
+    current generation and member id: raises :class:`StaleMembership` when they are not current."""
+    install_group_fencing()
+    setattr(producer._txn_manager, MEMBERSHIP_ATTR, (generation, member_id))
+    await producer.send_offsets_to_transaction(offsets, group_id)
+
+
+def needs_abort(producer: AIOKafkaProducer) -> bool:
+    """Whether the producer has a transaction open or failed, which ``abort_transaction`` ends (aiokafka has
+    no public query)."""
+    state = producer._txn_manager.state
+    return bool(state in (TransactionState.IN_TRANSACTION, TransactionState.ABORTABLE_ERROR))
+
+
+def retrieve_failure(producer: AIOKafkaProducer) -> None:
+    """Mark a failed producer's transaction error as seen. aiokafka also sets the error it raised on an
+    internal future nobody awaits once the producer is dropped, which asyncio would log with a traceback."""
+    waiter = producer._txn_manager._transaction_waiter
+    if waiter is not None and waiter.done() and not waiter.cancelled():
+        waiter.exception()
+
+
+def group_membership(consumer: Any) -> tuple[int, str] | None:
+    """(generation, member id) of an aiokafka consumer's group membership (or of Faust's consumer, which
+    runs one in its thread), or None while it has none (starting, or between a lost membership and the
+    next join)."""
+    inner = consumer if hasattr(consumer, "_coordinator") else getattr(getattr(consumer, "_thread", None),
+                                                                       "_consumer", None)
+    coordinator = getattr(inner, "_coordinator", None)
+    if coordinator is None:
+        return None
+    generation, member_id = coordinator.generation, coordinator.member_id
+    if generation is None or generation < 0 or not member_id:
+        return None
+    return int(generation), str(member_id)
+
+
+# -- Empty control batches (KAFKA-7467) ----------------------------------------------------------------------
+
+#: the private name: the method of aiokafka's PartitionRecords that reads a control batch's marker
+ABORT_MARKER_NAME = "_contains_abort_marker"
+_original_abort_marker = getattr(_fetcher.PartitionRecords, ABORT_MARKER_NAME, None)
+
+
+def _abort_marker_or_cleaned(self: Any, batch: Any) -> bool:
+    """An empty control batch is one the log cleaner emptied (a compacted changelog keeps the batch for its
+    producer state): no marker, as Kafka's Java consumer reads it since KAFKA-7467. aiokafka raises
+    instead, which crashed Faust's fetcher in the middle of the books changelog."""
+    try:
+        return bool(_original_abort_marker(self, batch))  # type: ignore[misc]
+    except aiokafka.errors.KafkaError as exc:
+        if "did not contain any records" in str(exc):
+            return False
+        raise
+
+
+def tolerate_cleaned_control_batches() -> None:
+    """Make aiokafka's read_committed consumers skip an empty control batch instead of failing. Idempotent;
+    raises if aiokafka no longer has the method (an unchecked upgrade)."""
+    if _original_abort_marker is None:
+        raise RuntimeError(f"aiokafka {aiokafka.__version__} has no PartitionRecords.{ABORT_MARKER_NAME} (checked "
+                           f"against {AIOKAFKA_VERSION}); review app/kafka_internals.py before upgrading aiokafka")
+    setattr(_fetcher.PartitionRecords, ABORT_MARKER_NAME, _abort_marker_or_cleaned)

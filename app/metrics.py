@@ -114,8 +114,12 @@ class WorkerCollector(Collector):
             tx = p.transactions
             yield _counter("krakenflow_transactions_committed", "Book batch transactions committed", tx.commits)
             yield _counter("krakenflow_transactions_retried", "Book batch transactions aborted and retried", tx.retries)
-            yield _counter("krakenflow_transactions_fenced", "Raw partitions given up: a newer owner fenced us",
+            yield _counter("krakenflow_transactions_fenced",
+                           "Book batch transactions the consumer group refused (this worker's generation was stale)",
                            tx.fenced)
+            yield _counter("krakenflow_transactional_producer_restarts",
+                           "Transactional producers replaced after their epoch was taken (a timed-out transaction)",
+                           tx.reinits)
         channel = getattr(self.app, "batch_channels", {}).get(p.settings.raw_topic)
         yield _counter("krakenflow_drained_records",
                        "Raw records the consumer handed to the book agent in whole batches (app/batching.py)",

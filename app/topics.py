@@ -54,6 +54,9 @@ TOPICS: tuple[TopicSpec, ...] = (
     TopicSpec("candles", "output", "symbol", (records.CandleRecord,), doc="closed 1m/5m/1h candles"),
     TopicSpec("control", "one", "pair", (records.ControlRecord,), doc="resync requests to the live ingest"),
     TopicSpec("ingest.lock", "one", "-", (), doc="the live-ingest election (a consumer group; no data)"),
+    TopicSpec("books.fence", "one", "-", (),
+              doc="the book workers' transactions commit their group's offset of it, which Kafka checks against "
+                  "the group generation (agents/transactions.py; no data)"),
 )
 
 BY_SUFFIX = {spec.suffix: spec for spec in TOPICS}

@@ -229,6 +229,9 @@ class KafkaCluster:
             "transaction.state.log.replication.factor": min(3, n),
             "transaction.state.log.min.isr": min(2, n),
             "min.insync.replicas": 2 if n >= 3 else 1,  # acks=all then survives one node down
+            # a transaction a killed worker left open is aborted within a second of its timeout, not ten:
+            # the next owner of its partitions waits for that (agents/transactions.py)
+            "transaction.abort.timed.out.transaction.cleanup.interval.ms": 1000,
             "group.initial.rebalance.delay.ms": 0,  # local consumers join one at a time; no 3 s wait each
             "auto.create.topics.enable": "true",  # Faust creates its topics through the admin API anyway
             **self.settings,

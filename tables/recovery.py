@@ -11,6 +11,7 @@ last committed record, found by reading the partition's tail with a ``read_commi
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections import Counter
@@ -21,6 +22,8 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from faust.tables.manager import TableManager
 from faust.tables.recovery import Recovery
 from faust.types import TP
+
+from app.kafka_internals import tolerate_cleaned_control_batches
 
 log = logging.getLogger("krakenflow.recovery")
 
@@ -93,14 +96,22 @@ async def _last_record(consumer: AIOKafkaConsumer, tp: TopicPartition, end: int)
         window *= 16
 
 
+#: seconds a new owner waits for a former owner's open transaction to end (its coordinator aborts it after
+#: the transaction timeout, agents/transactions.py, plus up to the broker's check interval)
+STABLE_WAIT = 60.0
+
+
 async def committed_tail(bootstrap: str, config: Mapping[str, Any], topic: str, partition: int,
-                         after: int) -> tuple[list[tuple[bytes | None, bytes | None]], int | None]:
+                         after: int, stable: bool = False) -> tuple[list[tuple[bytes | None, bytes | None]], int | None]:
     """The committed records of a changelog partition after offset ``after`` (``read_committed``), and
     the offset of the last one (None: there are none).
 
     A worker that takes a partition back may hold local state from before it lost it; whatever the
-    owners in between committed is read here, so nothing is processed from the older state.
+    owners in between committed is read here, so nothing is processed from the older state. ``stable``:
+    first wait until no transaction is open on the partition (the last stable offset reaches the
+    highwater seen at the start), so a former owner's last transaction is decided before the read.
     """
+    tolerate_cleaned_control_batches()  # the changelog is compacted: the cleaner leaves empty control batches
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False,
                                 isolation_level="read_committed", client_id="krakenflow-catchup", **config)
     await consumer.start()
@@ -109,6 +120,8 @@ async def committed_tail(bootstrap: str, config: Mapping[str, Any], topic: str, 
     try:
         tp = TopicPartition(topic, partition)
         consumer.assign([tp])
+        if stable:
+            await _until_stable(consumer, bootstrap, config, tp)
         end = (await consumer.end_offsets([tp]))[tp]  # read_committed: the last stable offset
         start = max(after + 1, (await consumer.beginning_offsets([tp]))[tp])
         # a committed transaction takes two offsets at least (a record and its marker): one offset after the
@@ -124,6 +137,31 @@ async def committed_tail(bootstrap: str, config: Mapping[str, Any], topic: str, 
     finally:
         await consumer.stop()
     return records, last
+
+
+async def _until_stable(consumer: AIOKafkaConsumer, bootstrap: str, config: Mapping[str, Any],
+                        tp: TopicPartition) -> None:
+    """Until ``tp``'s last stable offset (``consumer`` reads read_committed) reaches its highwater now."""
+    plain = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, client_id="krakenflow-catchup",
+                             **config)
+    await plain.start()
+    try:
+        highwater = (await plain.end_offsets([tp]))[tp]
+    finally:
+        await plain.stop()
+    started = time.monotonic()
+    warned = False
+    while (stable := (await consumer.end_offsets([tp]))[tp]) < highwater:
+        waited = time.monotonic() - started
+        if waited > STABLE_WAIT:
+            log.error("%s[%d]: a transaction has been open for %.0f s (stable offset %d, highwater %d); reading "
+                      "what committed", tp.topic, tp.partition, waited, stable, highwater)
+            return
+        if not warned and waited > 1.0:
+            warned = True
+            log.warning("%s[%d]: waiting for a former owner's open transaction to end (stable offset %d, "
+                        "highwater %d)", tp.topic, tp.partition, stable, highwater)
+        await asyncio.sleep(0.05)  # polling the broker's stable offset: it has no wait for it
 
 
 class MarkerAwareTableManager(TableManager):  # type: ignore[misc]

@@ -41,3 +41,69 @@ def test_shortening_sets_it_and_a_missing_name_fails_loudly(monkeypatch: pytest.
     with pytest.raises(RuntimeError, match="review app/kafka_internals.py"):
         kafka_internals.shorten_transaction_backoff()
 
+
+
+def test_the_offset_commit_handler_is_the_module_global_the_sender_looks_up() -> None:
+    loads = {i.argval for i in dis.get_instructions(sender.Sender._do_txn_offset_commit) if i.opname == "LOAD_GLOBAL"}
+    assert kafka_internals.OFFSET_HANDLER_NAME in loads
+    handler = getattr(sender, kafka_internals.OFFSET_HANDLER_NAME)
+    assert {"create_request", "handle_response"} <= set(vars(handler)) | set(vars(sender.TxnOffsetCommitHandler))
+    kafka_internals.install_group_fencing()
+    assert getattr(sender, kafka_internals.OFFSET_HANDLER_NAME).__name__ == "_FencedOffsetCommitHandler"
+
+
+async def test_the_transaction_manager_names_the_refusal_relies_on_are_there() -> None:
+    from aiokafka.producer.transaction_manager import TransactionManager, TransactionState
+
+    manager = TransactionManager("kf-check", 10_000)
+    assert hasattr(manager, "_pending_txn_offsets") and callable(manager._transition_to)
+    assert hasattr(manager, "_transaction_waiter")  # retrieve_failure reads its error
+    assert {"IN_TRANSACTION", "ABORTABLE_ERROR"} <= {s.name for s in TransactionState}
+    # error_transaction forgets the partitions (so an abort after it sends no EndTxn): why _refuse exists
+    names = TransactionManager.error_transaction.__code__.co_names
+    assert "_txn_partitions" in names and "clear" in names
+
+
+def test_a_consumers_membership_is_read_from_its_coordinator() -> None:
+    from aiokafka.consumer.group_coordinator import GroupCoordinator
+    from faust.transport.consumer import ThreadDelegateConsumer
+    from faust.transport.drivers.aiokafka import AIOKafkaConsumerThread
+
+    source = GroupCoordinator.__init__.__code__.co_names
+    assert "generation" in source and "member_id" in source
+    # Faust's consumer runs aiokafka's in a thread: ThreadDelegateConsumer._thread._consumer
+    assert "_thread" in ThreadDelegateConsumer.__annotations__
+    assert "_consumer" in AIOKafkaConsumerThread.__annotations__
+
+    class Coordinator:
+        generation, member_id = 3, "m-1"
+
+    class Consumer:
+        _coordinator = Coordinator()
+
+    class FaustThread:
+        _consumer = Consumer()
+
+    class FaustConsumer:
+        _thread = FaustThread()
+
+    assert kafka_internals.group_membership(Consumer()) == (3, "m-1")
+    assert kafka_internals.group_membership(FaustConsumer()) == (3, "m-1")
+    Coordinator.generation = -1
+    assert kafka_internals.group_membership(Consumer()) is None
+
+
+def test_an_empty_control_batch_reads_as_no_marker_where_aiokafka_raised() -> None:
+    from aiokafka.consumer.fetcher import PartitionRecords
+    from aiokafka.errors import KafkaError
+
+    assert kafka_internals._original_abort_marker is not None, "aiokafka moved PartitionRecords._contains_abort_marker"
+
+    class Cleaned:  # a control batch the cleaner emptied: no records
+        def __next__(self) -> object:
+            raise StopIteration
+
+    with pytest.raises(KafkaError, match="did not contain any records"):
+        kafka_internals._original_abort_marker(None, Cleaned())  # aiokafka's own answer
+    kafka_internals.tolerate_cleaned_control_batches()
+    assert getattr(PartitionRecords, kafka_internals.ABORT_MARKER_NAME)(None, Cleaned()) is False

@@ -99,8 +99,8 @@ class Transactions:
                  membership: Membership, hold: float = 0.0) -> None:
         self.template = template  # settings (bootstrap, security, compression) for the producer
         shorten_transaction_backoff()  # a commit right after the previous one: 1 ms, not aiokafka's 20 ms
-        #: fault injection: seconds each commit is held open, its records sent and its group check not yet
-        #: made (a commit in flight across a pause, for the zombie tests; 0 in production)
+        #: fault injection: seconds each commit is held open, its records acked and its group check not
+        #: yet made (a commit in flight across a pause, for the zombie tests; 0 in production)
         self.hold = hold
         self.transactional_id = f"{app_id}-books-{worker_id}"
         self.group_id = group_id
@@ -206,11 +206,14 @@ class Transactions:
                 if entries:
                     logged[partition] = await writer.send_partition(changelog_topic, partition, entries)
                     futures.extend(logged[partition])
-            await asyncio.gather(*futures)  # every record in the log before the group check
-            if self.hold:
-                await asyncio.sleep(self.hold)
+            # the group check goes out once every record is in the log (a check passed before a record
+            # landed would let that record commit after a new owner read the changelog); its
+            # AddOffsetsToTxn goes out now, beside the produce requests
             generation, member_id = membership
-            await send_offsets_fenced(producer, {self.fence: 0}, self.group_id, generation, member_id)
+            check = asyncio.ensure_future(send_offsets_fenced(producer, {self.fence: 0}, self.group_id, generation,
+                                                              member_id, after=self._acked(list(futures))))
+            futures.append(check)
+            await asyncio.gather(*futures)
             await producer.commit_transaction()
         except BaseException:
             # the sends fail with the transaction: their errors are the commit's, retrieved (now or when
@@ -220,6 +223,13 @@ class Transactions:
             raise
         self.commits += 1
         return {p: int(fs[-1].result().offset) for p, fs in logged.items() if fs}
+
+    async def _acked(self, futures: list[asyncio.Future[Any]]) -> None:
+        """Until every send is acked or failed (a failure is the commit's to raise, not this wait's)."""
+        if futures:
+            await asyncio.wait(futures)
+        if self.hold:
+            await asyncio.sleep(self.hold)
 
     async def _abort(self) -> None:
         """Abort the open transaction; a producer that cannot is replaced (its id initialized anew)."""

@@ -16,6 +16,8 @@ of the process. The versions this was checked against are pinned in ``pyproject.
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Awaitable
 from typing import Any
 
 import aiokafka
@@ -126,6 +128,12 @@ class _FencedOffsetCommitHandler(_sender.TxnOffsetCommitHandler):  # type: ignor
     """aiokafka's handler, sending v3 with the membership a producer was given (:func:`send_offsets_fenced`)
     and turning a stale-membership answer into :class:`StaleMembership` for that transaction."""
 
+    async def do(self, node_id: int) -> bool:
+        gate = getattr(self._sender._txn_manager, GATE_ATTR, None)
+        if gate is not None:  # the check goes out once the transaction's records are all in the log
+            await asyncio.shield(gate)
+        return bool(await super().do(node_id))
+
     def create_request(self) -> Any:
         membership = getattr(self._sender._txn_manager, MEMBERSHIP_ATTR, None)
         if membership is None:  # a producer that did not ask for fencing: aiokafka's own request
@@ -162,6 +170,8 @@ class _FencedOffsetCommitHandler(_sender.TxnOffsetCommitHandler):  # type: ignor
 
 #: the attribute of aiokafka's TransactionManager that carries (generation, member id) to the handler
 MEMBERSHIP_ATTR = "krakenflow_membership"
+#: ... and the future the handler waits for before it sends the check
+GATE_ATTR = "krakenflow_gate"
 
 
 def install_group_fencing() -> None:
@@ -177,11 +187,15 @@ def install_group_fencing() -> None:
 
 
 async def send_offsets_fenced(producer: AIOKafkaProducer, offsets: dict[TopicPartition, int], group_id: str,
-                              generation: int, member_id: str) -> None:
+                              generation: int, member_id: str, after: Awaitable[Any] | None = None) -> None:
     """``producer.send_offsets_to_transaction``, checked by the group coordinator against the group's
-    current generation and member id: raises :class:`StaleMembership` when they are not current."""
+    current generation and member id: raises :class:`StaleMembership` when they are not current.
+
+    ``after``: the TxnOffsetCommit (the check) is sent only once it is done (it must not raise); the
+    AddOffsetsToTxn before it goes out at once, beside the transaction's produce requests."""
     install_group_fencing()
     setattr(producer._txn_manager, MEMBERSHIP_ATTR, (generation, member_id))
+    setattr(producer._txn_manager, GATE_ATTR, None if after is None else asyncio.ensure_future(after))
     await producer.send_offsets_to_transaction(offsets, group_id)
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 from decimal import Decimal
 from pathlib import Path
 from zlib import crc32
@@ -76,6 +77,12 @@ class ReferenceBook:
         for price, qty in self.text(self.sorted_asks()[:10]) + self.text(self.sorted_bids()[:10]):
             parts.append(price.replace(".", "").lstrip("0") + qty.replace(".", "").lstrip("0"))
         return crc32("".join(parts).encode())
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # a run stopped with SIGTERM (`timeout`, a cancelled CI job) ends as Ctrl-C does: the fixtures tear down
+    # and pytest_sessionfinish stops the shared Kafka, which SIGTERM's default would leave running
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:

@@ -102,19 +102,18 @@ class BookPipeline:
             return None
         return group_membership(consumer)
 
-    def _transactions(self) -> Transactions | None:
+    def _make_transactions(self) -> None:
         """The worker's transactions (exactly-once), made once the worker knows its name (its data dir)."""
         if self.transactions is None and self.settings.exactly_once:
             worker_id = getattr(self.app, "worker_id", None) or self.settings.web_port
             self.transactions = Transactions(self.writer, self.settings.app_id, str(worker_id), self.app.conf.id,
                                              self.settings.topic("books.fence"), self._membership,
                                              hold=self.settings.fault_commit_hold_ms / 1000)
-        return self.transactions
 
     async def _ensure_started(self) -> None:
         if not self._started:
             await self.writer.start()
-            self._transactions()
+            self._make_transactions()
             self._started = True
 
     async def handle(self, records: Sequence[Any]) -> None:
@@ -210,26 +209,23 @@ class BookPipeline:
     async def _commit(self, jobs: list[Job]) -> None:
         """Deliver the jobs' outputs and store their pairs' changes: in one transaction under exactly-once
         (every partition of the lane), else outputs first, then the changelog, then RocksDB."""
-        transactions = self._transactions()
-        if transactions is None:
+        if self.transactions is None:
             out, processed, changes = merged(jobs)
             await self._deliver(out)
             self.store.apply(changes, await self._log_changes(changes))
         else:
-            # fenced: the outputs are the new owner's to redo, from what committed
-            out, processed, changes = merged([j for j in jobs if j.partition not in self._fenced])
-            if not out and not changes:
-                self._done.update(processed)
-                return
-            partitions = sorted({j.partition for j in jobs if j.partition not in self._fenced} | set(changes))
-            try:
-                last = await transactions.commit(partitions, self._by_topic(out), self.store.changelog_topic(),
-                                                 changes)
-            except Fenced as exc:
-                for partition in exc.partitions:
-                    self._give_up(partition)
-                return
-            self.store.apply(changes, {p: last.get(p) for p in changes})
+            live = [j for j in jobs if j.partition not in self._fenced]  # fenced: the new owner redoes them
+            out, processed, changes = merged(live)
+            if out or changes:
+                partitions = sorted({j.partition for j in live} | set(changes))
+                try:
+                    last = await self.transactions.commit(partitions, self._by_topic(out),
+                                                          self.store.changelog_topic(), changes)
+                except Fenced as exc:
+                    for partition in exc.partitions:
+                        self._give_up(partition)
+                    return
+                self.store.apply(changes, {p: last.get(p) for p in changes})
         if processed:
             self._done.update(processed)
 
@@ -274,12 +270,11 @@ class BookPipeline:
     async def _resume(self, partition: int) -> bool:
         """First event of a partition since it was assigned: where its stored effects end. False when
         the partition is not this worker's (fenced)."""
-        transactions = self._transactions()
-        if transactions is not None:
-            if transactions.is_fenced(partition):
+        if self.transactions is not None:
+            if self.transactions.is_fenced(partition):
                 self._give_up(partition)
                 return False
-            await transactions.open()  # a transaction this worker's killed run left open is aborted
+            await self.transactions.open()  # a transaction this worker's killed run left open is aborted
             await self._catch_up_changelog(partition)
         self._resumed.add(partition)
         done, generation = self.store.watermark(partition)
@@ -388,18 +383,13 @@ class BookPipeline:
                 return
             await self._settle()
             partitions = {st.last_partition for st in self.processor.pairs.values() if st.last_partition >= 0}
-            jobs: list[Job] = []
             for partition in sorted(partitions - self._fenced):
                 out: list[Output] = []
                 self.processor.tick(out, [st for st in self.processor.pairs.values()
                                           if st.last_partition == partition])
                 if out:
-                    jobs.append(Job(partition, out, {}, self._prepare(partition, out, {})))
-            if self.settings.exactly_once and jobs:
-                await self._commit(jobs)  # one transaction for every partition
-            else:
-                for job in jobs:
-                    await self._commit([job])
+                    await self.commits.add(Job(partition, out, {}, self._prepare(partition, out, {})))
+            await self._settle()  # through the batches' lanes: under exactly-once one transaction for all
 
     async def on_rebalance(self, assigned: bool, partitions: Iterable[int] = ()) -> None:
         """Partitions moved: every pair is restored from the table when next seen.

@@ -47,7 +47,6 @@ def shorten_transaction_backoff(seconds: float = TRANSACTION_BACKOFF) -> None:
     setattr(_sender, BACKOFF_NAME, seconds)
 
 
-
 # -- Group-generation fencing of transactions (KIP-447, which aiokafka does not implement) ----------------
 
 #: the private name: the sender module's global that names the handler of TxnOffsetCommit
@@ -57,6 +56,12 @@ OFFSET_HANDLER_NAME = "TxnOffsetCommitHandler"
 #: owns what it is committing (ILLEGAL_GENERATION, UNKNOWN_MEMBER_ID, REBALANCE_IN_PROGRESS,
 #: FENCED_INSTANCE_ID)
 STALE_MEMBERSHIP_ERRORS = frozenset({22, 25, 27, 82})
+
+
+#: the attribute of aiokafka's TransactionManager that carries (generation, member id) to the handler
+MEMBERSHIP_ATTR = "krakenflow_membership"
+#: ... and the future the handler waits for before it sends the check
+GATE_ATTR = "krakenflow_gate"
 
 
 class StaleMembership(Exception):
@@ -119,8 +124,7 @@ class FencedTxnOffsetCommitRequest(Request[TxnOffsetCommitRequest_v3]):
 
     def build(self, request_struct_class: type[TxnOffsetCommitRequest_v3]) -> TxnOffsetCommitRequest_v3:
         topics: list[tuple[str, list[tuple[int, int, int, str, dict[int, bytes]]], dict[int, bytes]]] = [
-            (name, [(p, offset, -1, metadata, {}) for p, offset, metadata in parts], {})
-                  for name, parts in self._topics]
+            (name, [(p, offset, -1, metadata, {}) for p, offset, metadata in parts], {}) for name, parts in self._topics]
         return request_struct_class(*self._args, None, topics, {})
 
 
@@ -156,7 +160,6 @@ class _FencedOffsetCommitHandler(_sender.TxnOffsetCommitHandler):  # type: ignor
                     return None
         return super().handle_response(resp)
 
-
     def _refuse(self, code: int) -> None:
         """Fail the offsets' future and leave the transaction abortable. Not ``error_transaction``: it
         forgets the transaction's partitions, so the abort that follows would send no EndTxn, leaving the
@@ -166,12 +169,6 @@ class _FencedOffsetCommitHandler(_sender.TxnOffsetCommitHandler):  # type: ignor
         txn_manager._transition_to(TransactionState.ABORTABLE_ERROR)
         _group, _offsets, future = txn_manager._pending_txn_offsets.popleft()
         future.set_exception(StaleMembership(self._group_id, membership[0], membership[1], code))
-
-
-#: the attribute of aiokafka's TransactionManager that carries (generation, member id) to the handler
-MEMBERSHIP_ATTR = "krakenflow_membership"
-#: ... and the future the handler waits for before it sends the check
-GATE_ATTR = "krakenflow_gate"
 
 
 def install_group_fencing() -> None:

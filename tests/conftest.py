@@ -85,6 +85,22 @@ def pytest_configure(config: pytest.Config) -> None:
     signal.signal(signal.SIGTERM, signal.default_int_handler)
 
 
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]):  # type: ignore[no-untyped-def]
+    """A failed test that ran a cluster reports its processes' warnings and errors: CI keeps only the
+    test output, and a flake's cause is in the worker logs."""
+    outcome = yield
+    report = outcome.get_result()
+    cluster = getattr(item, "funcargs", {}).get("cluster")
+    if report.failed and cluster is not None and hasattr(cluster, "tmp"):
+        for log in sorted(Path(cluster.tmp).glob("*.log")):
+            lines = [line for line in log.read_text(errors="replace").splitlines()
+                     if "[WARNING]" in line or "[ERROR]" in line or "Traceback" in line]
+            if lines:
+                report.sections.append((f"{log.name}: last warnings and errors",
+                                        "\n".join(line[:300] for line in lines[-25:])))
+
+
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     """Stop the session's Apache Kafka, if a test started it."""
     from tests.brokers import stop_shared_kafka

@@ -162,6 +162,8 @@ class BookStore:
                        epoch=meta.epoch, last_partition=meta.last_partition, last_offset=meta.last_offset,
                        ts_exchange_ns=meta.ts_exchange_ns, recv_ns=meta.recv_ns, next_grid_ns=meta.next_grid_ns,
                        market=MarketState.from_json(meta.market))
+        if meta.verified_precision is not None:  # two ints (the codec checked)
+            st.verified_precision = (meta.verified_precision[0], meta.verified_precision[1])
         try:
             pages = self._restore_pages(db, symbol, meta)
             if meta.has_book:
@@ -217,4 +219,5 @@ def _meta(st: PairState, pages: Pages) -> Meta:
         last_offset=st.last_offset, ts_exchange_ns=st.ts_exchange_ns, recv_ns=st.recv_ns,
         next_grid_ns=st.next_grid_ns, width=str(pages.width), pages=[list(p) for p in sorted(pages.known)],
         generation=pages.generation, checksum=book.checksum() if book else None, market=st.market.as_json(),
+        verified_precision=list(st.verified_precision) if st.verified_precision else None,
     )

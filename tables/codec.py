@@ -58,9 +58,14 @@ class Meta:
     generation: int
     checksum: int | None
     market: dict[str, Any]
+    #: the precision the book last verified at: without it, a restored book re-keyed by a forged instrument
+    #: frame could never tell the forgery from Kraken's change, and would resync in a loop
+    verified_precision: list[int] | None = None
 
 
 _META_FIELDS = tuple(f.name for f in fields(Meta))
+#: fields added within layout 1: a record written before them restores without them
+_OPTIONAL_FIELDS = frozenset({"verified_precision"})
 
 
 def encode_meta(meta: Meta) -> bytes:
@@ -74,9 +79,13 @@ def decode_meta(value: bytes) -> Meta:
         if not isinstance(raw, dict) or raw.get("v") != VERSION:
             raise CodecError(f"meta record of layout {raw.get('v') if isinstance(raw, dict) else '?'}, "
                              f"expected {VERSION}")
-        meta = Meta(**{name: raw[name] for name in _META_FIELDS})
+        meta = Meta(**{name: raw[name] for name in _META_FIELDS if name in raw or name not in _OPTIONAL_FIELDS})
         if not all(isinstance(p, list) and len(p) == 2 for p in meta.pages):
             raise CodecError("meta record lists malformed pages")
+        verified = meta.verified_precision
+        if verified is not None and not (isinstance(verified, list) and len(verified) == 2
+                                         and all(type(n) is int for n in verified)):
+            raise CodecError("meta record has a malformed verified precision")
         return meta
     except CodecError:
         raise

@@ -118,3 +118,38 @@ def test_a_depth_acked_before_the_first_book_frame_is_stored(table: Any) -> None
     store.apply(changes, {5: None})
     restored = BookStore(table, changelog_topic=lambda: "unused").restore("PEPE/USD", 5)
     assert restored is not None and restored.depth == 25, "the pair would restart at the default depth"
+
+
+
+def test_a_book_re_keyed_by_a_forged_instrument_keeps_its_verified_precision_across_a_restore(table: Any) -> None:
+    """An instrument frame (with the live ingest's lock generation) re-keys a live book at a forged
+    precision before any checksum could object, and the worker restarts: the restored book still knows
+    the precision it verified at, so the next update's failed checksum exposes the forgery (the verified
+    precision is kept) and the fresh snapshot verifies: one resync, not a loop at the forged precision."""
+    path = next(p for p in capture_files() if p.name.startswith("depthcharge_btcusd_d25"))
+    lines = path.read_text().splitlines()
+    first_update = next(n for n, line in enumerate(lines) if line.startswith('{"channel":"book","type":"update"'))
+    snapshot = next(line for line in lines if line.startswith('{"channel":"book","type":"snapshot"'))
+    processor, out = BookProcessor(ProcessorSettings()), []
+    for offset, line in enumerate(lines[:first_update]):
+        processor.process_into(RawRecord(line.encode(), b"BTC/USD", 0, offset, 1), out)
+    st = processor.pairs["BTC/USD"]
+    assert st.book is not None and st.state == "live" and st.book.precision is not None
+    verified = st.book.precision
+    forged = (verified[0] + 2, verified[1])
+    instrument = ('{"channel":"instrument","type":"update","data":{"assets":[],"pairs":[{"symbol":"BTC/USD",'
+                  f'"base":"BTC","quote":"USD","status":"online","price_precision":{forged[0]},'
+                  f'"qty_precision":{forged[1]}}}]}}}}')
+    processor.process_into(RawRecord(instrument.encode(), b"conn:0", 0, first_update, 1), out)
+    assert st.book.precision == forged
+    store = BookStore(table, changelog_topic=lambda: "unused")
+    write(store, processor, out)
+
+    # the restart: the pair comes back from the table, the instruments table holds the forged precision
+    again = BookProcessor(ProcessorSettings(), precision_of=lambda s: forged, restore=lambda s: store.restore(s, 0))
+    out = []
+    again.process_into(RawRecord(lines[first_update].encode(), b"BTC/USD", 0, first_update + 1, 1), out)
+    assert again.pairs["BTC/USD"].state == "resyncing"
+    assert again.precisions.get("BTC/USD") == verified, "the forged precision was exposed and dropped"
+    again.process_into(RawRecord(snapshot.encode(), b"BTC/USD", 0, first_update + 2, 1), out)  # the fresh snapshot
+    assert again.pairs["BTC/USD"].state == "live"

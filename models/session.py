@@ -25,7 +25,9 @@ Who may change a book (each refusal is a dead letter with its reason, and counte
   key it lands on another partition, another worker, and would make a second book of the pair;
 * **not against its verified book**: an instrument precision after which the pair's checksums fail while
   its last verified precision still verifies is *suspect*: the old precision stays (the pair resyncs
-  once), and the same precision offered again is refused (``suspect instrument``), never looped on.
+  once), and the same precision offered again is refused (``suspect instrument``), never looped on. A
+  book built before its pair's precision was known verified at the decimals as sent: that counts as its
+  verified precision too (a forged first precision would otherwise have nothing to be checked against).
 
 Nothing a frame holds makes :meth:`BookSession.process` raise: the parser refuses what cannot be typed,
 and every number, string and time that reaches a book or an output record is bounded there or here.
@@ -110,6 +112,18 @@ class PairState:
     resyncs: int = 0
     #: the instrument precision the book last verified a snapshot at (None: not known on this worker)
     verified_precision: Precision | None = None
+    #: the book last verified at the decimals as sent, before its pair's precision was known
+    verified_as_sent: bool = False
+
+    def mark_verified(self) -> None:
+        """The book's checksum verified: its precision (or the decimals as sent) is the one to keep."""
+        if self.book is not None:
+            self.verified_precision = self.book.precision
+            self.verified_as_sent = self.book.precision is None
+
+    @property
+    def knows_verified(self) -> bool:
+        return self.verified_precision is not None or self.verified_as_sent
 
 
 #: the per-pair metric counters of :class:`PairState`
@@ -346,11 +360,15 @@ class BookSession:
             self.invalidate(st, self._update_conflict(st, book, data.checksum) or _why(delta), record)
         elif delta.crossed:
             self.invalidate(st, _why(delta), record)
+        elif delta.checksum_ok and st.verified_precision != book.precision:
+            st.mark_verified()  # a precision change the checksums confirm: the one to keep from now on
 
     def _apply_snapshot(self, st: PairState, record: RawRecord, data: BookData) -> None:
         precision = self.precisions.get(st.symbol) or self.precision_of(st.symbol)
-        if st.verified_precision is None and st.book is not None and st.state in ("live", "stale"):
-            st.verified_precision = st.book.precision  # a book restored live was verified at its precision
+        if precision is not None and precision == self.suspect_precisions.get(st.symbol):
+            precision = None  # exposed as forged here; the instruments table may not have healed yet
+        if not st.knows_verified and st.book is not None and st.state in ("live", "stale"):
+            st.mark_verified()  # a book restored live was verified at its precision
         st.book = new_book(st.symbol, st.depth, precision)
         st.revision += 1
         try:
@@ -367,7 +385,7 @@ class BookSession:
             self.invalidate(st, str(error), record)
             return
         if delta.checksum_ok:
-            st.verified_precision = st.book.precision
+            st.mark_verified()
         # the snapshot's exchange time in ms (or one more than the last epoch): an epoch never repeats, not
         # even when a pair's state is rebuilt from nothing, so (symbol, epoch, seq) names one delta for good
         st.epoch = max(st.epoch + 1, st.ts_exchange_ns // 1_000_000)
@@ -450,8 +468,8 @@ class BookSession:
                     "checksums failed while the previous precision verified them); refused again")
         st = self.pairs.get(symbol)
         if st is not None and st.book is not None and st.book.precision != precision:
-            if st.verified_precision is None and st.state in ("live", "stale"):
-                st.verified_precision = st.book.precision
+            if not st.knows_verified and st.state in ("live", "stale"):
+                st.mark_verified()
             try:
                 st.book.set_precision(precision)
                 st.revision += 1
@@ -462,13 +480,18 @@ class BookSession:
         self.precisions[symbol] = precision
         return None
 
-    def _suspect(self, st: PairState, suspect: Precision, kept: Precision) -> str:
-        """The pair's checksums failed at ``suspect`` and verify at ``kept``: keep that, refuse this."""
+    def _suspect(self, st: PairState, suspect: Precision, kept: Precision | None) -> str:
+        """The pair's checksums failed at ``suspect`` and verify at ``kept`` (None: the decimals as sent):
+        keep that, refuse this."""
         self.counters["instrument_conflicts"] += 1
         self.suspect_precisions[st.symbol] = suspect
-        self.precisions[st.symbol] = kept  # the worker publishes it: the instruments table heals too
+        if kept is None:
+            self.precisions.pop(st.symbol, None)
+        else:
+            self.precisions[st.symbol] = kept  # the worker publishes it: the instruments table heals too
+        previous = "the decimals as sent" if kept is None else f"the previous precision {kept}"
         return (f"instrument precision {suspect} for {st.symbol} broke its verified book (its checksum verifies at "
-                f"the previous precision {kept}): {kept} kept, {suspect} refused from now on")
+                f"{previous}): {'they' if kept is None else kept} kept, {suspect} refused from now on")
 
     def _update_conflict(self, st: PairState, book: L2Book, checksum: int | None) -> str | None:
         """An update failed its checksum at a precision other than the verified one: if the book, written
@@ -493,7 +516,7 @@ class BookSession:
         """A snapshot failed (its checksum, or a level not writable) at a precision other than the verified
         one: the book at the verified precision, if it verifies there (the precision was suspect)."""
         kept = st.verified_precision
-        if kept is None or suspect is None or kept == suspect:
+        if not st.knows_verified or suspect is None or kept == suspect:
             return None
         book = new_book(st.symbol, st.depth, kept)
         try:

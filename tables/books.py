@@ -164,6 +164,7 @@ class BookStore:
                        market=MarketState.from_json(meta.market))
         if meta.verified_precision is not None:  # two ints (the codec checked)
             st.verified_precision = (meta.verified_precision[0], meta.verified_precision[1])
+        st.verified_as_sent = meta.verified_as_sent
         try:
             pages = self._restore_pages(db, symbol, meta)
             if meta.has_book:
@@ -220,4 +221,5 @@ def _meta(st: PairState, pages: Pages) -> Meta:
         next_grid_ns=st.next_grid_ns, width=str(pages.width), pages=[list(p) for p in sorted(pages.known)],
         generation=pages.generation, checksum=book.checksum() if book else None, market=st.market.as_json(),
         verified_precision=list(st.verified_precision) if st.verified_precision else None,
+        verified_as_sent=st.verified_as_sent,
     )

@@ -61,11 +61,12 @@ class Meta:
     #: the precision the book last verified at: without it, a restored book re-keyed by a forged instrument
     #: frame could never tell the forgery from Kraken's change, and would resync in a loop
     verified_precision: list[int] | None = None
+    verified_as_sent: bool = False  # verified before the pair's precision was known (models/session.py)
 
 
 _META_FIELDS = tuple(f.name for f in fields(Meta))
 #: fields added within layout 1: a record written before them restores without them
-_OPTIONAL_FIELDS = frozenset({"verified_precision"})
+_OPTIONAL_FIELDS = frozenset({"verified_precision", "verified_as_sent"})
 
 
 def encode_meta(meta: Meta) -> bytes:
@@ -86,6 +87,8 @@ def decode_meta(value: bytes) -> Meta:
         if verified is not None and not (isinstance(verified, list) and len(verified) == 2
                                          and all(type(n) is int for n in verified)):
             raise CodecError("meta record has a malformed verified precision")
+        if not isinstance(meta.verified_as_sent, bool):
+            raise CodecError("meta record has a malformed verified_as_sent")
         return meta
     except CodecError:
         raise

@@ -153,3 +153,33 @@ def test_a_book_re_keyed_by_a_forged_instrument_keeps_its_verified_precision_acr
     assert again.precisions.get("BTC/USD") == verified, "the forged precision was exposed and dropped"
     again.process_into(RawRecord(snapshot.encode(), b"BTC/USD", 0, first_update + 2, 1), out)  # the fresh snapshot
     assert again.pairs["BTC/USD"].state == "live"
+
+
+
+def test_a_book_verified_before_its_precision_was_known_exposes_a_forged_first_precision(table: Any) -> None:
+    """The race the hostile e2e test met: the pair's snapshot arrived before any instrument frame, so its
+    book verified at the decimals as sent; the worker then restarted, and a forged instrument (with the
+    live ingest's lock generation) brought the pair's first precision. The fresh snapshot fails at it and
+    verifies as sent: the book stays as sent, and the same precision is refused when offered again (before,
+    every fresh snapshot was built at the forged precision: a resync loop)."""
+    path = next(p for p in capture_files() if p.name.startswith("depthcharge_btcusd_d25"))
+    snapshot = next(line for line in path.read_text().splitlines() if line.startswith('{"channel":"book"'))
+    processor, out = BookProcessor(ProcessorSettings()), []  # no instrument frame: no precision
+    processor.process_into(RawRecord(snapshot.encode(), b"BTC/USD", 0, 0, 1), out)
+    st = processor.pairs["BTC/USD"]
+    assert st.state == "live" and st.book is not None and st.book.precision is None
+    store = BookStore(table, changelog_topic=lambda: "unused")
+    write(store, processor, out)
+
+    instrument = (b'{"channel":"instrument","type":"update","data":{"assets":[],"pairs":[{"symbol":"BTC/USD",'
+                  b'"base":"BTC","quote":"USD","status":"online","price_precision":3,"qty_precision":8}]}}')
+    again = BookProcessor(ProcessorSettings(), restore=lambda s: store.restore(s, 0))
+    out = []
+    again.process_into(RawRecord(instrument, b"conn:0", 0, 1, 1), out)  # the pair is restored on its next frame
+    again.process_into(RawRecord(snapshot.encode(), b"BTC/USD", 0, 2, 1), out)  # the fresh snapshot
+    restored = again.pairs["BTC/USD"]
+    assert restored.state == "live" and restored.book is not None and restored.book.precision is None
+    again.process_into(RawRecord(instrument, b"conn:0", 0, 3, 1), out)
+    dead = [o.record.reason for o in out if o.topic == "deadletter"]
+    assert len(dead) == 1 and dead[0].startswith("suspect instrument: "), dead
+    assert "invalidated" not in [o.record.state for o in out if o.topic == "book.events"]

@@ -126,8 +126,8 @@ def create_app(settings: Settings | None = None) -> KrakenflowApp:
         topic_replication_factor=settings.replication_factor,
         key_serializer="raw",
         value_serializer="raw",
-        # quick failover: a group join takes about half the session timeout
-        broker_session_timeout=10.0,
+        # quick failover: a killed worker's partitions move after the session timeout (10 s by default)
+        broker_session_timeout=settings.group_session_timeout,
         broker_heartbeat_interval=1.0,
         producer_linger=0.0,
         table_standby_replicas=0,

@@ -59,6 +59,8 @@ class Settings:
     ingest_linger_ms: int = 5  # the ingest producer's linger: how long a frame waits for others to share its batch
     ingest_release_after: float = 30.0  # seconds of Kafka taking no frame before the ingest lock is given up
     stop_timeout: float = 8.0  # seconds a worker or ingest may take to stop (a gone broker would hang it)
+    # the worker's consumer group session: a worker silent this long (killed, paused) loses its partitions
+    group_session_timeout: float = 10.0
     # fault injection for tests and bench/faults.py: each book transaction is held open this long before
     # it commits (a commit in flight across a pause); 0 in production
     fault_commit_hold_ms: int = 0
@@ -181,6 +183,9 @@ class Settings:
             raise SettingsError(f"KRAKENFLOW_LOCAL_BROKER={self.local_broker!r}; use auto, kafka or embedded")
         if self.ingest_linger_ms < 0:
             raise SettingsError(f"KRAKENFLOW_INGEST_LINGER_MS={self.ingest_linger_ms}; use 0 or more milliseconds")
+        if not 6.0 <= self.group_session_timeout <= 300.0:
+            raise SettingsError(f"KRAKENFLOW_GROUP_SESSION_TIMEOUT={self.group_session_timeout:g}; use 6 to 300 seconds "
+                                "(Kafka refuses sessions under its group.min.session.timeout.ms, 6 s by default)")
         if self.ingest not in ("auto", "off"):
             raise SettingsError(f"KRAKENFLOW_INGEST={self.ingest!r}; use auto or off")
         if self.require_lock_gen.lower() not in ("auto", *_TRUE, *_FALSE):

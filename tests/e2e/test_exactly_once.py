@@ -22,6 +22,9 @@ PAIRS = ["BTC/USD", "ETH/USD", "SOL/USD", "XRP/USD", "DOGE/USD", "ADA/USD"]
 SYMBOLS = {normalize(p) for p in PAIRS}
 DEPTH = 25
 KILLS = 20
+#: the workers' group session: each kill waits it out (the dead member leaves the group), so the shortest
+#: that Kafka allows keeps the test short
+SESSION_TIMEOUT = {"KRAKENFLOW_GROUP_SESSION_TIMEOUT": "6"}
 
 
 @pytest.fixture
@@ -35,7 +38,7 @@ def cluster(tmp_path: Path) -> Iterator[Cluster]:
 
 
 def test_twenty_worker_kills_leave_every_delta_exactly_once(cluster: Cluster) -> None:
-    ports = {name: cluster.start_worker(name) for name in ("a", "b")}
+    ports = {name: cluster.start_worker(name, env=SESSION_TIMEOUT) for name in ("a", "b")}
     wait_until(lambda: set(seq_now(ports["a"])) == SYMBOLS, 90, "books live on two workers")
     rng = random.Random(20)
     for kill in range(KILLS):
@@ -43,7 +46,7 @@ def test_twenty_worker_kills_leave_every_delta_exactly_once(cluster: Cluster) ->
         survivor = next(n for n in ports if n != victim)
         before = seq_now(ports[survivor])
         cluster.stop(victim, signal.SIGKILL)
-        cluster.start_worker(victim, web_port=ports[victim], fresh=kill % 3 == 2)  # a third lose RocksDB
+        cluster.start_worker(victim, web_port=ports[victim], fresh=kill % 3 == 2, env=SESSION_TIMEOUT)  # a third lose RocksDB
         wait_until(lambda: (lambda now: set(now) == SYMBOLS and all(now[s] > before.get(s, 0) + 2 for s in now))(
             seq_now(ports[survivor])), 120, f"every book to move on after kill {kill + 1}")
 

@@ -26,7 +26,7 @@ PAIRS = ["BTC/USD", "ETH/USD", "SOL/USD", "XRP/USD", "DOGE/USD", "ADA/USD", "LIN
 SYMBOLS = {normalize(p) for p in PAIRS}
 DEPTH = 10
 PAUSES = 10
-SESSION_TIMEOUT_S = 10.0  # the workers' group session (app/factory.py): a longer pause loses the partitions
+SESSION_TIMEOUT_S = 6.0  # the workers' group session (the shortest Kafka allows): a longer pause loses the partitions
 #: what a rightful owner's log must never show: another producer took its transactional id
 FENCED = re.compile(r"ProducerFenced|InvalidProducerEpoch|fenced by a newer owner")
 
@@ -65,7 +65,8 @@ def log_since(cluster: Cluster, name: str, start: int) -> str:
 def test_paused_workers_never_break_exactly_once(cluster: Cluster) -> None:
     # every commit held open a while: a commit is in flight when a worker pauses, with more queued behind
     # it (the race a woken zombie lost: its queued commit re-initialized the id and fenced the owner)
-    ports = {name: cluster.start_worker(name, env={"KRAKENFLOW_FAULT_COMMIT_HOLD_MS": "300"}) for name in ("a", "b")}
+    ports = {name: cluster.start_worker(name, env={"KRAKENFLOW_FAULT_COMMIT_HOLD_MS": "300",
+                                                        "KRAKENFLOW_GROUP_SESSION_TIMEOUT": f"{SESSION_TIMEOUT_S:g}"}) for name in ("a", "b")}
     wait_until(lambda: shared(local_books(ports["a"]), local_books(ports["b"])), 120, "books live on two workers")
     rng = random.Random(19)
     for pause in range(PAUSES):

@@ -27,6 +27,7 @@ def test_every_setting_is_in_the_readme_settings_table() -> None:
     ({"KRAKENFLOW_RAW_PARTITIONS": "eight"}, "KRAKENFLOW_RAW_PARTITIONS='eight' is not a valid int"),
     ({"KRAKENFLOW_BROKER": "127.0.0.1:9092"}, "write it as kafka://host:port"),
     ({"KRAKENFLOW_INGEST_LINGER_MS": "-1"}, "KRAKENFLOW_INGEST_LINGER_MS=-1; use 0 or more milliseconds"),
+    ({"KRAKENFLOW_GROUP_SESSION_TIMEOUT": "2"}, "KRAKENFLOW_GROUP_SESSION_TIMEOUT=2; use 6 to 300 seconds"),
 ])
 def test_bad_values_name_the_variable_and_the_fix(env: dict[str, str], message: str) -> None:
     with pytest.raises(SettingsError, match=message.replace("(", r"\(").replace(")", r"\)")):
@@ -48,3 +49,10 @@ def test_exactly_once_by_default_on_apache_kafka_and_never_on_the_embedded_broke
         Settings.from_env({"KRAKENFLOW_BROKER_PROFILE": "embedded", "KRAKENFLOW_PROCESSING_GUARANTEE": "exactly_once"})
     with pytest.raises(SettingsError, match="KRAKENFLOW_PROCESSING_GUARANTEE='twice'"):
         Settings.from_env({"KRAKENFLOW_PROCESSING_GUARANTEE": "twice"})
+
+
+def test_the_group_session_timeout_reaches_fausts_consumer(tmp_path: Path) -> None:
+    from app.factory import create_app
+
+    app = create_app(Settings.from_env({"KRAKENFLOW_GROUP_SESSION_TIMEOUT": "7.5", "KRAKENFLOW_DATA_DIR": str(tmp_path)}))
+    assert app.conf.broker_session_timeout == 7.5

@@ -391,7 +391,8 @@ class BookPipeline:
     async def tick(self) -> None:
         """Staleness, stuck resyncs and metrics, once a second. Its outputs join the lanes like a batch's
         and are not waited for: a tick that waited for its commit under the lock held up the next batch
-        by a transaction or two each second (about 2 % of frames, the p99 of the live path)."""
+        by a transaction or two each second (exactly-once receive -> emitted p99 at 1k frames/s: 13.8 ms
+        before, 8.3-9.5 ms after; bench/pipeline.py)."""
         async with self._lock:
             if not self._started:
                 return

@@ -20,6 +20,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from app.kafka_writer import BatchWriter  # noqa: E402
+from app.profile import APACHE_KAFKA_FETCH_MAX_WAIT_MS  # noqa: E402
 from app.settings import Settings  # noqa: E402
 from app.topics import ensure_topics  # noqa: E402
 from broker.embedded import start_broker  # noqa: E402
@@ -101,6 +102,7 @@ async def read_deltas(settings: Settings, expect: int, committed: bool, timeout:
     is called with the count read so far after every fetch."""
     consumer = AIOKafkaConsumer(settings.topic("book.deltas"), bootstrap_servers=settings.kafka_bootstrap,
                                 enable_auto_commit=False, auto_offset_reset="earliest",
+                                fetch_max_wait_ms=APACHE_KAFKA_FETCH_MAX_WAIT_MS,
                                 isolation_level="read_committed" if committed else "read_uncommitted")
     await consumer.start()
     seen: list[dict[str, int]] = []
@@ -111,7 +113,9 @@ async def read_deltas(settings: Settings, expect: int, committed: bool, timeout:
                 now = time.time_ns()
                 for m in batch:
                     d = orjson.loads(m.value)
-                    seen.append({"emit": d["ts_emit_ns"], "recv": d["ts_recv_ns"], "ok": d["checksum_ok"], "read": now})
+                    seen.append({"emit": d["ts_emit_ns"], "recv": d["ts_recv_ns"], "ok": d["checksum_ok"], "read": now,
+                                 # the broker's append time where the topic stamps it (stage_by_append_time)
+                                 "appended": m.timestamp * 1_000_000 if m.timestamp_type == 1 else 0})
             if progress is not None:
                 progress(len(seen))
     finally:
@@ -119,6 +123,21 @@ async def read_deltas(settings: Settings, expect: int, committed: bool, timeout:
     if len(seen) < expect:
         raise SystemExit(f"only {len(seen)} of {expect} deltas within {timeout:.0f} s")
     return seen
+
+
+async def stage_by_append_time(settings: Settings, topic: str) -> None:
+    """Make the broker stamp ``topic``'s records with their append time (LogAppendTime), so a reader can
+    split emit -> read into emit -> appended and appended -> readable (the transaction's commit)."""
+    from aiokafka.admin import AIOKafkaAdminClient
+    from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
+
+    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
+    await admin.start()
+    try:
+        await admin.alter_configs([ConfigResource(ConfigResourceType.TOPIC, settings.topic(topic),
+                                                  {"message.timestamp.type": "LogAppendTime"})])
+    finally:
+        await admin.close()
 
 
 class Broker:

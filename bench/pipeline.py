@@ -61,6 +61,7 @@ from bench.harness import (  # noqa: E402
     preload,
     read_deltas,
     rss_mb,
+    stage_by_append_time,
     wait_for_result,
     worker,
 )
@@ -157,6 +158,8 @@ def latency(args: argparse.Namespace, tmp: Path, guarantee: str) -> dict[str, di
         updates = market.updates(int(args.rate * args.seconds))
         asyncio.run(preload(settings, start))
         asyncio.run(read_deltas(settings, args.pairs, committed))  # the worker is up and every book is live
+        if broker.kind == "kafka":
+            asyncio.run(stage_by_append_time(settings, "book.deltas"))
         broker_pid = broker.kafka.node(1).process.pid if broker.kind == "kafka" else broker.proc.pid  # type: ignore[union-attr]
         # idle: books live, nothing offered (the per-cycle cost alone)
         idle_started, idle_cpu = time.monotonic(), cpu_seconds(proc.pid)
@@ -178,10 +181,15 @@ def latency(args: argparse.Namespace, tmp: Path, guarantee: str) -> dict[str, di
               f"{cpu['worker']:.1f} %, broker {cpu['broker']:.1f} % of a core", flush=True)
         figures = {"emitted": [(d["emit"] - d["recv"]) / 1e6 for d in deltas],
                    "read": [(d["read"] - d["recv"]) / 1e6 for d in deltas], "broker": floor}
+        stamped = [d for d in deltas if d["appended"]]
+        if stamped:  # the stages after the worker's stamp (ms clocks: the broker stamps in ms)
+            figures["emitted -> appended"] = [(d["appended"] - d["emit"]) / 1e6 for d in stamped]
+            figures["appended -> read"] = [(d["read"] - d["appended"]) / 1e6 for d in stamped]
         result: dict[str, dict[Any, float]] = {"cpu": cpu}
         for name, values in figures.items():
             points = result[name] = percentiles(values, (0.5, 0.9, 0.99, 0.999, 1.0))
-            print(f"latency ({guarantee}) at {args.rate:.0f} frames/s offered, receive -> {name}: "
+            stage = name if "->" in name else f"receive -> {name}"
+            print(f"latency ({guarantee}) at {args.rate:.0f} frames/s offered, {stage}: "
                   + ", ".join(f"p{p * 100:g} {v:.1f} ms" for p, v in points.items()), flush=True)
         proc.terminate()
         proc.wait()
@@ -275,6 +283,11 @@ def latency_only(args: argparse.Namespace) -> None:
            "worker_idle_cpu_pct": f"{eos['cpu']['worker_idle']:.1f}",
            "broker_cpu_ratio_eos_alo": f"{eos['cpu']['broker'] / max(alo['cpu']['broker'], 1e-9):.2f}",
            "p99_raw_ms": f"{eos['broker'][0.99]:.1f}"}
+    for label, figures in (("eos", eos), ("alo", alo)):
+        for stage, key in (("emitted -> appended", "emit_append"), ("appended -> read", "append_read")):
+            if stage in figures:
+                fig[f"p50_{key}_ms_{label}"] = f"{figures[stage][0.5]:.1f}"
+                fig[f"p99_{key}_ms_{label}"] = f"{figures[stage][0.99]:.1f}"
     fig.update({k: f"{v:.1f}" for k, v in eos.get("floors", {}).items()})
     print("RESULT " + " ".join(f"{k}={v}" for k, v in fig.items()))
 

@@ -9,20 +9,27 @@ these clients and this broker can beat.
    ``app/kafka_internals.py`` as in the worker) commits whatever arrived while its previous commit was
    in flight; a ``read_committed`` consumer reads them.
 
-Every record is stamped with its due time (``t0 + i / rate``) and its latency runs from there to its
+3. **Kafka's own ``EndToEndLatency``** (the ``kafka-tools`` artifact, ``bench/kafka-tools/pom.xml``): one
+   100-byte record at a time, acks=all, produce -> consume, in a closed loop (its own tool, its own
+   client; the number the broker's maintainers quote).
+
+Every record of 1 and 2 is stamped with its due time (``t0 + i / rate``) and its latency runs from there to its
 read, so a stalled producer shows up in the figures (no coordinated omission).
 
     python bench/floors.py [--bootstrap host:port] [--rate 1000] [--seconds 10]
 
 Without ``--bootstrap`` a fresh single-node Apache Kafka is started (and stopped). Last line:
-``RESULT floor_p50_ms=.. floor_p99_ms=.. floor_txn_p50_ms=.. floor_txn_p99_ms=..``
+``RESULT floor_p50_ms=.. floor_p99_ms=.. floor_txn_p50_ms=.. floor_txn_p99_ms=.. floor_kafka_e2e_p50_ms=..
+floor_kafka_e2e_p99_ms=..``
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import re
 import struct
+import subprocess
 import sys
 import tempfile
 import time
@@ -156,12 +163,50 @@ def report(name: str, values: list[float]) -> dict[float, float]:
     return points
 
 
+def tools_jars() -> Path:
+    """Kafka's tools jars (``bench/kafka-tools/pom.xml``), fetched from Maven Central on first use into a
+    directory beside the broker's jars."""
+    from broker.kafka import kafka_home, maven_binary
+
+    libs = kafka_home() / "tools-libs"
+    marker = libs / ".complete"
+    if not marker.exists():
+        print(f"fetching Kafka's tools jars from Maven Central (once) into {libs} ...", flush=True)
+        done = subprocess.run([maven_binary(), "-q", "-B", "-f", str(ROOT / "bench" / "kafka-tools" / "pom.xml"),
+                               "dependency:copy-dependencies", f"-DoutputDirectory={libs}", "-DincludeScope=runtime"],
+                              capture_output=True, text=True, timeout=900)
+        if done.returncode != 0:
+            raise SystemExit(f"fetching Kafka's tools failed (mvn exit {done.returncode}): {done.stdout[-2000:]}")
+        marker.touch()
+    return libs
+
+
+def kafka_end_to_end(bootstrap: str, messages: int = 5000) -> dict[float, float]:
+    """Kafka's ``EndToEndLatency`` against ``bootstrap`` (a topic of its own): its p50, p99 and p99.9 in
+    ms (it reports whole ms)."""
+    from broker.kafka import ensure_jars, java_binary
+
+    topic = f"floor-e2e-{uuid.uuid4().hex[:8]}"  # the tool creates it, with the one partition it needs
+    classpath = f"{ensure_jars()}/*:{tools_jars()}/*"
+    done = subprocess.run([java_binary(), "-Xmx256m", "-cp", classpath, "org.apache.kafka.tools.EndToEndLatency",
+                           bootstrap, topic, str(messages), "all", "100"], capture_output=True, text=True, timeout=600)
+    found = re.search(r"Percentiles: 50th = (\d+), 99th = (\d+), 99\.9th = (\d+)", done.stdout)
+    if done.returncode != 0 or found is None:
+        raise SystemExit(f"Kafka's EndToEndLatency failed ({done.returncode}): {(done.stderr or done.stdout)[-500:]}")
+    points = {0.5: float(found.group(1)), 0.99: float(found.group(2)), 0.999: float(found.group(3))}
+    print(f"floor, Kafka's EndToEndLatency ({messages} records one at a time, acks=all): "
+          + ", ".join(f"p{p * 100:g} {v:.0f} ms" for p, v in points.items()), flush=True)
+    return points
+
+
 def floors(bootstrap: str, rate: float, seconds: float) -> dict[str, str]:
     hop = report(f"floor, one plain hop at {rate:.0f} records/s", asyncio.run(one_hop(bootstrap, rate, seconds)))
     txn = report(f"floor, transactional group commit at {rate:.0f} records/s, read_committed",
                  asyncio.run(group_commit(bootstrap, rate, seconds)))
+    tool = kafka_end_to_end(bootstrap)
     return {"floor_p50_ms": f"{hop[0.5]:.1f}", "floor_p99_ms": f"{hop[0.99]:.1f}",
-            "floor_txn_p50_ms": f"{txn[0.5]:.1f}", "floor_txn_p99_ms": f"{txn[0.99]:.1f}"}
+            "floor_txn_p50_ms": f"{txn[0.5]:.1f}", "floor_txn_p99_ms": f"{txn[0.99]:.1f}",
+            "floor_kafka_e2e_p50_ms": f"{tool[0.5]:.0f}", "floor_kafka_e2e_p99_ms": f"{tool[0.99]:.0f}"}
 
 
 def main() -> None:

@@ -392,7 +392,7 @@ class BookPipeline:
         """Staleness, stuck resyncs and metrics, once a second. Its outputs join the lanes like a batch's
         and are not waited for: a tick that waited for its commit under the lock held up the next batch
         by a transaction or two each second (exactly-once receive -> emitted p99 at 1k frames/s: 13.8 ms
-        before, 8.3-9.5 ms after; bench/pipeline.py)."""
+        before, 8.3-10.5 ms in three runs after; bench/pipeline.py)."""
         async with self._lock:
             if not self._started:
                 return

@@ -63,6 +63,7 @@ import random
 import re
 import signal
 import statistics
+import sys
 import tempfile
 import time
 import urllib.request
@@ -76,6 +77,9 @@ from typing import Any
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.partitioner import DefaultPartitioner
+
+# run as a script (`python bench/faults.py`, as the README says) the repository is not on the path
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.harness import cpu_seconds
 from broker.kafka import KafkaCluster, start_kafka

@@ -22,7 +22,7 @@ sys.path.insert(0, str(ROOT))
 from app.kafka_writer import BatchWriter  # noqa: E402
 from app.profile import APACHE_KAFKA_FETCH_MAX_WAIT_MS  # noqa: E402
 from app.settings import Settings  # noqa: E402
-from app.topics import ensure_topics  # noqa: E402
+from app.topics import align_configs, ensure_topics  # noqa: E402
 from broker.embedded import start_broker  # noqa: E402
 from broker.kafka import start_kafka  # noqa: E402
 from sim import render  # noqa: E402
@@ -127,15 +127,14 @@ async def read_deltas(settings: Settings, expect: int, committed: bool, timeout:
 
 async def stage_by_append_time(settings: Settings, topic: str) -> None:
     """Make the broker stamp ``topic``'s records with their append time (LogAppendTime), so a reader can
-    split emit -> read into emit -> appended and appended -> readable (the transaction's commit)."""
+    split emit -> read into emit -> appended and appended -> readable (the transaction's commit). The
+    topic's other configs stay (``align_configs``: AlterConfigs replaces a topic's whole set)."""
     from aiokafka.admin import AIOKafkaAdminClient
-    from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 
     admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
     await admin.start()
     try:
-        await admin.alter_configs([ConfigResource(ConfigResourceType.TOPIC, settings.topic(topic),
-                                                  {"message.timestamp.type": "LogAppendTime"})])
+        await align_configs(admin, {settings.topic(topic): {"message.timestamp.type": "LogAppendTime"}})
     finally:
         await admin.close()
 

@@ -12,7 +12,7 @@ every frame of that pair. Keys:
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import MISSING, dataclass, fields
 from typing import Any
 
 import orjson
@@ -65,8 +65,8 @@ class Meta:
 
 
 _META_FIELDS = tuple(f.name for f in fields(Meta))
-#: fields added within layout 1: a record written before them restores without them
-_OPTIONAL_FIELDS = frozenset({"verified_precision", "verified_as_sent"})
+#: fields added within layout 1 (those with a default): a record written before them restores without them
+_OPTIONAL_FIELDS = frozenset(f.name for f in fields(Meta) if f.default is not MISSING)
 
 
 def encode_meta(meta: Meta) -> bytes:

@@ -46,16 +46,17 @@ def register_books(app: Any, settings: Settings, raw_topic: Any, tables: Tables,
         try:
             if channel is None:
                 async for events in stream.take_events(settings.batch_max, within=settings.batch_within):
-                    await asyncio.shield(pipeline.handle([event.message for event in events]))
+                    durable = await asyncio.shield(pipeline.handle([event.message for event in events]))
+                    await pipeline.stored(durable)  # Faust acks the events when the agent takes more
                 return
             async for batch in channel:
                 try:
-                    await asyncio.shield(pipeline.handle(batch.records))
+                    durable = await asyncio.shield(pipeline.handle(batch.records))
                 except BaseException as exc:  # the consumer fetches the batch again for the restarted agent
                     pipeline.failed(exc)
                     batch.processed(exc if isinstance(exc, Exception) else RuntimeError("the book agent stopped"))
                     raise
-                batch.processed()
+                batch.processed(durable=durable)  # the consumer acks it once durable
         except Exception as exc:  # Faust restarts the agent; the pipeline reads any gap it left
             restarts.died("books", exc)
             raise

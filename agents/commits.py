@@ -11,8 +11,9 @@ number of partitions (``agents/transactions.py``). At least once, each partition
 
 Under exactly-once the input is acked before its commit: after a crash, each partition resumes from
 the watermark stored with its last commit (the table), and the records after it are read again
-(``agents/pipeline.py``). At least once (the embedded broker), the pipeline settles each batch's
-commits before the ack, so the group offset never runs ahead of the table.
+(``agents/pipeline.py``). At least once, a batch is acked when its commits are durable (a
+:meth:`GroupCommits.barrier`), so the group offset never runs ahead of the table, while the agent
+already processes the next batch.
 """
 
 from __future__ import annotations
@@ -60,6 +61,10 @@ class GroupCommits:
         self._tasks: dict[int, asyncio.Task[None]] = {}
         self._error: BaseException | None = None
         self.commits = 0
+        #: per lane: jobs queued so far, and jobs committed so far (a commit takes all queued at its start)
+        self._queued: dict[int, int] = {}
+        self._committed: dict[int, int] = {}
+        self._barriers: list[tuple[dict[int, int], asyncio.Future[None]]] = []
 
     def __bool__(self) -> bool:
         return bool(self._tasks)
@@ -73,6 +78,7 @@ class GroupCommits:
         lane = self._lane(job.partition)
         pending = self._pending.setdefault(lane, [])
         pending.append(job)
+        self._queued[lane] = self._queued.get(lane, 0) + 1
         task = self._tasks.get(lane)
         if task is None:
             self._tasks[lane] = asyncio.ensure_future(self._run(lane))
@@ -82,13 +88,45 @@ class GroupCommits:
     async def _run(self, lane: int) -> None:
         try:
             while self._pending.get(lane):
+                upto = self._queued[lane]
                 await self._commit(self._pending.pop(lane))
                 self.commits += 1
+                self._committed[lane] = upto
+                self._release()
         except Exception as exc:  # raised to the agent by the next add() or settle()
             self._error = exc
             self._pending.pop(lane, None)
+            self._committed[lane] = self._queued[lane]  # dropped: done, as failed
+            self._release(exc)
         finally:
             self._tasks.pop(lane, None)
+
+    def barrier(self) -> asyncio.Future[None] | None:
+        """A future done when every job queued so far is committed (None: nothing is in flight), or
+        failed with the error of a commit that failed meanwhile."""
+        targets = {lane: n for lane, n in self._queued.items() if self._committed.get(lane, 0) < n}
+        if not targets and self._error is None:
+            return None
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._barriers.append((targets, future))
+        self._release(self._error)
+        return future
+
+    def _release(self, error: BaseException | None = None) -> None:
+        """Resolve the barriers whose jobs are committed; with ``error``, fail every one left (what
+        they wait for will not commit: the agent restores from the table)."""
+        waiting = []
+        for targets, future in self._barriers:
+            if future.done():
+                continue
+            if error is not None:
+                future.set_exception(error)
+                future.exception()  # retrieved: a barrier nobody awaits any more is no unhandled error
+            elif all(self._committed.get(lane, 0) >= n for lane, n in targets.items()):
+                future.set_result(None)
+            else:
+                waiting.append((targets, future))
+        self._barriers = waiting
 
     async def settle(self) -> None:
         """Until every lane's queued work is committed; raises a commit's error (the caller then restores

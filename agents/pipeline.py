@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Iterable, Sequence
@@ -116,15 +117,17 @@ class BookPipeline:
             self._make_transactions()
             self._started = True
 
-    async def handle(self, records: Sequence[Any]) -> None:
+    async def handle(self, records: Sequence[Any]) -> asyncio.Future[None] | None:
         """One batch of raw records (``.partition .offset .key .value .headers``: aiokafka's records, or
         Faust's messages): each partition's share is processed and committed on its own (under
         exactly-once, one transaction per group commit for every partition).
 
         The commits do not hold up the next batch: each partition's go to its group commit
         (:mod:`agents.commits`), concurrent with the other partitions' and with further processing, in
-        order. The caller may ack a batch while its commit is in flight: after a crash the stored
-        watermark, not the group offset, says where processing resumes.
+        order. Under exactly-once the caller may ack a batch while its commit is in flight: after a crash
+        the stored watermark, not the group offset, says where processing resumes. At least once it
+        returns a future done when the batch's commits are durable (None: they are): the caller acks the
+        batch then, so the group offset never runs ahead of the table.
         """
         async with self._lock:
             await self._ensure_started()
@@ -167,17 +170,28 @@ class BookPipeline:
                     self._seen.update(processed)
                 # now, before the next batch changes the pairs: the table records of this batch's state
                 await self._add(Job(partition, out, processed, self._prepare(partition, out, processed)))
-            if not self.settings.exactly_once:
-                # at least once (the embedded broker): the batch is committed before the consumer acks it,
-                # so the group offset never runs ahead of the stored watermark. With the group offset
-                # ahead, a takeover resumed past the table and the failover test once saw a new owner
-                # repeat seqs from a stale book (CI, embedded broker); exactly-once keeps its group commit
-                await self._settle()
             self.events += len(records)
             if self._assigned_at is not None:
                 self.recovery_seconds = time.monotonic() - self._assigned_at
                 self._assigned_at = None
             self.batches += 1
+            # at least once: the batch is acked once committed (not before: with the group offset ahead
+            # of the stored watermark, a takeover resumed past the table and the failover test once saw a
+            # new owner repeat seqs from a stale book), but the next batch need not wait for that
+            return None if self.settings.exactly_once else self.commits.barrier()
+
+    async def stored(self, durable: asyncio.Future[None] | None) -> None:
+        """Until a batch's commits (``handle``'s future) are durable; a commit that failed is raised after
+        the state is restored from the table, as :meth:`_settle` does."""
+        if durable is None:
+            return
+        try:
+            await durable
+        except Exception:
+            with contextlib.suppress(Exception):
+                await self.commits.settle()  # the error is raised once, here
+            self._reset()
+            raise
 
     async def _add(self, job: Job) -> None:
         """Queue a job in its lane; an earlier commit's failure, raised here, resets the state as

@@ -10,7 +10,10 @@ so, and the consumer then acks every record of it in one step. Records of every 
 the candles, the control topic) take Faust's own path unchanged.
 
 Semantics kept: offsets are acked only after the agent finished the batch (Faust commits acked offsets
-as before), a rebalance (``suspend_flow``) stops the wait for a batch in flight, offsets below the read
+as before), and when the agent says the batch is durable only later (at least once: its commit is in
+flight while the agent takes the next batch), they are acked then, if the partition is still this
+consumer's in the same group generation, and a batch whose commit failed is fetched again from its
+first offset; a rebalance (``suspend_flow``) stops the wait for a batch in flight, offsets below the read
 offset are dropped as Faust drops them, gaps are registered for the commit, and Faust's stall detection
 sees the partition as processed. A batch whose processing raised is not acked: the partition is sought
 back to its first offset in the batch, so the restarted agent gets it again.
@@ -35,16 +38,17 @@ class Batch:
 
     __slots__ = ("_done", "records")
 
-    def __init__(self, records: Sequence[Any], done: asyncio.Future[None]) -> None:
+    def __init__(self, records: Sequence[Any], done: asyncio.Future[asyncio.Future[None] | None]) -> None:
         self.records = records
         self._done = done
 
-    def processed(self, error: BaseException | None = None) -> None:
-        """The agent is through with the batch (``error``: it was not processed)."""
+    def processed(self, error: BaseException | None = None, durable: asyncio.Future[None] | None = None) -> None:
+        """The agent is through with the batch (``error``: it was not processed; ``durable``: done when
+        its effects are stored, the time to ack it)."""
         if self._done.done():  # the consumer stopped waiting (a rebalance)
             return
         if error is None:
-            self._done.set_result(None)
+            self._done.set_result(durable)
         else:
             self._done.set_exception(error)
 
@@ -58,13 +62,15 @@ class BatchChannel:
         self.batches = 0
         self.records = 0
 
-    async def deliver(self, records: Sequence[Any]) -> None:
-        """Hand ``records`` to the agent and wait until it processed them (its error is raised here)."""
-        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+    async def deliver(self, records: Sequence[Any]) -> asyncio.Future[None] | None:
+        """Hand ``records`` to the agent and wait until it processed them (its error is raised here);
+        returns the agent's future of their being stored, if they are not yet."""
+        done: asyncio.Future[asyncio.Future[None] | None] = asyncio.get_running_loop().create_future()
         await self._queue.put(Batch(records, done))
-        await done
+        durable = await done
         self.batches += 1
         self.records += len(records)
+        return durable
 
     def __aiter__(self) -> AsyncIterator[Batch]:
         return self
@@ -98,8 +104,11 @@ class BatchDrainMixin:
         fetcher_should_stop = fetcher._stopped.is_set
         read_offset = this._read_offset
         acks_enabled_for = this.app.topics.acks_enabled_for
+        self._rewind: dict[Any, int] = {}
         try:
             while not (consumer_should_stop() or fetcher_should_stop()):
+                if self._rewind:
+                    await self._rewind_failed()
                 records, active = await this._wait_next_records(1.0)
                 await asyncio.sleep(0)  # as Faust's loop: never hold the event loop across fetches
                 if not records or this.should_stop:
@@ -170,12 +179,51 @@ class BatchDrainMixin:
             return False
         if delivery not in waited.done:  # a rebalance or a stop: nothing acked, the fetch is void
             return False
+        durable = waited.results[waited.done.index(delivery)]
         now = monotonic()
         for tp, batch in parts:
-            self._ack_all(tp, batch)
             this._read_offset[tp] = batch[-1].offset
             monitor.stream_inbound_time[tp] = now  # Faust's stall detection
+        if durable is None:
+            for tp, batch in parts:
+                self._ack_all(tp, batch)
+        else:
+            generation = this.app.consumer_generation_id
+            durable.add_done_callback(lambda stored: self._stored(stored, parts, generation))
         return True
+
+    def _stored(self, durable: asyncio.Future[None], parts: list[tuple[Any, list[Any]]], generation: int) -> None:
+        """A delivered batch's effects are stored (ack it) or failed to be (fetch it again), unless its
+        partitions changed hands meanwhile: then their new owner reads from the stored watermark."""
+        this: Any = self
+        if this.app.consumer_generation_id != generation:
+            return
+        assigned = this.assignment()
+        failed = durable.cancelled() or durable.exception() is not None
+        for tp, batch in parts:
+            if tp not in assigned:
+                continue
+            if failed:
+                first = batch[0].offset
+                self._rewind[tp] = min(first, self._rewind.get(tp, first))
+            else:
+                self._ack_all(tp, batch)
+
+    async def _rewind_failed(self) -> None:
+        """Seek each partition whose batch's commit failed back to that batch's first offset: the
+        records after it the agent skips as replays or reads again from the table's watermark."""
+        this: Any = self
+        rewind, self._rewind = self._rewind, {}
+        assigned = this.assignment()
+        for tp, offset in rewind.items():
+            if tp not in assigned:
+                continue
+            log.warning("a commit of %s failed: fetching again from offset %d", tp, offset)
+            try:
+                await this.seek(tp, offset)
+            except IllegalStateError:  # revoked while seeking: its new owner reads it
+                continue
+            this._read_offset[tp] = None
 
     async def _seek_committed(self) -> None:
         """Faust's ``perform_seek``, surviving the assignment changing under it: aiokafka raises

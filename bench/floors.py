@@ -9,18 +9,27 @@ these clients and this broker can beat.
    ``app/kafka_internals.py`` as in the worker) commits whatever arrived while its previous commit was
    in flight; a ``read_committed`` consumer reads them.
 
-3. **Kafka's own ``EndToEndLatency``** (the ``kafka-tools`` artifact, ``bench/kafka-tools/pom.xml``): one
+3. **The pipeline's two hops, chained, with a bare worker** (``bench/bare_worker.py``: aiokafka alone, no
+   Faust, no books): records go to a source topic as the ingest sends them, 20 keys over 8 partitions;
+   the bare worker copies them to a sink topic through its group commit (a transaction with the
+   consumer's offsets in it under exactly-once; acks=all then an offset commit at least once); a reader
+   reads the sink (``read_committed``). Its latency is the floor under the pipeline's receive -> read,
+   and the bare worker's CPU (a process of its own) the floor under the worker's.
+4. **Kafka's own ``EndToEndLatency``** (the ``kafka-tools`` artifact, ``bench/kafka-tools/pom.xml``): one
    100-byte record at a time, acks=all, produce -> consume, in a closed loop (its own tool, its own
    client; the number the broker's maintainers quote).
 
-Every record of 1 and 2 is stamped with its due time (``t0 + i / rate``) and its latency runs from there to its
-read, so a stalled producer shows up in the figures (no coordinated omission).
+Every record of 1, 2 and 3 is stamped with its due time (``t0 + i / rate``) and its latency runs from there to its
+read, so a stalled producer shows up in the figures (no coordinated omission). The load is offered
+``WARMUP_SECONDS`` (``bench/harness.py``) longer than ``--seconds``, and the records due in that first
+stretch are left out, as in ``bench/pipeline.py``: both measure the steady state at the offered rate.
 
     python bench/floors.py [--bootstrap host:port] [--rate 1000] [--seconds 10]
 
 Without ``--bootstrap`` a fresh single-node Apache Kafka is started (and stopped). Last line:
-``RESULT floor_p50_ms=.. floor_p99_ms=.. floor_txn_p50_ms=.. floor_txn_p99_ms=.. floor_kafka_e2e_p50_ms=..
-floor_kafka_e2e_p99_ms=..``
+``RESULT floor_p50_ms=.. floor_p99_ms=.. floor_txn_p50_ms=.. floor_txn_p99_ms=.. floor_chain_p50_ms_eos=..
+floor_chain_p99_ms_eos=.. floor_worker_cpu_pct_eos=.. floor_chain_p50_ms_alo=.. floor_chain_p99_ms_alo=..
+floor_worker_cpu_pct_alo=.. floor_kafka_e2e_p50_ms=.. floor_kafka_e2e_p99_ms=..``
 """
 
 from __future__ import annotations
@@ -47,39 +56,40 @@ from app.kafka_internals import shorten_transaction_backoff  # noqa: E402
 from app.kafka_writer import BatchWriter  # noqa: E402
 from app.profile import APACHE_KAFKA_FETCH_MAX_WAIT_MS  # noqa: E402
 from app.settings import Settings  # noqa: E402
-from bench.harness import assigned, percentiles  # noqa: E402
+from bench.harness import WARMUP_SECONDS, assigned, cpu_seconds, percentiles, steady  # noqa: E402
 
 STAMP = struct.Struct(">q")  # the record's due time, ns
 
 
-async def new_topic(bootstrap: str) -> str:
+async def new_topic(bootstrap: str, partitions: int = 1) -> str:
     topic = f"floor-{uuid.uuid4().hex[:8]}"
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
     await admin.start()
     try:
-        await admin.create_topics([NewTopic(topic, 1, 1)])
+        await admin.create_topics([NewTopic(topic, partitions, 1)])
     finally:
         await admin.close()
     return topic
 
 
 async def read(bootstrap: str, topic: str, count: int, committed: bool, started: asyncio.Event) -> list[float]:
-    """ms from each record's due time to its read, for ``count`` records."""
+    """ms from each record's due time to its read, for ``count`` records, those due in the first
+    ``WARMUP_SECONDS`` left out (the pipeline's figures leave them out too)."""
     consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest",
                                 enable_auto_commit=False, fetch_max_wait_ms=APACHE_KAFKA_FETCH_MAX_WAIT_MS,
                                 isolation_level="read_committed" if committed else "read_uncommitted")
     await consumer.start()
-    out: list[float] = []
+    out: list[tuple[int, float]] = []
     try:
         await assigned(consumer)
         started.set()
         while len(out) < count:
             for batch in (await consumer.getmany(timeout_ms=200)).values():
                 now = time.time_ns()
-                out.extend((now - STAMP.unpack(m.value)[0]) / 1e6 for m in batch)
+                out.extend((due, (now - due) / 1e6) for m in batch if (due := STAMP.unpack(m.value)[0]))
     finally:
         await consumer.stop()
-    return out
+    return steady(out)
 
 
 async def offer(rate: float, count: int, send: Callable[[int], Awaitable[None]]) -> None:
@@ -96,7 +106,7 @@ async def offer(rate: float, count: int, send: Callable[[int], Awaitable[None]])
 async def one_hop(bootstrap: str, rate: float, seconds: float) -> list[float]:
     settings = Settings.from_env()
     topic = await new_topic(bootstrap)
-    count = int(rate * seconds)
+    count = int(rate * (seconds + WARMUP_SECONDS))
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=settings.ingest_linger_ms,
                                 **settings.profile.producer_config())
     await producer.start()
@@ -116,7 +126,7 @@ async def one_hop(bootstrap: str, rate: float, seconds: float) -> list[float]:
 async def group_commit(bootstrap: str, rate: float, seconds: float) -> list[float]:
     settings = Settings(broker=f"kafka://{bootstrap}")
     topic = await new_topic(bootstrap)
-    count = int(rate * seconds)
+    count = int(rate * (seconds + WARMUP_SECONDS))
     shorten_transaction_backoff()
     template = BatchWriter(bootstrap, "floor-txn", settings.profile.writer_config())
     producer = template.new_producer(transactional_id=f"floor-{uuid.uuid4().hex[:8]}")
@@ -155,6 +165,48 @@ async def group_commit(bootstrap: str, rate: float, seconds: float) -> list[floa
         return await reading
     finally:
         await producer.stop()
+
+
+async def chained(bootstrap: str, rate: float, seconds: float, exactly_once: bool,
+                  partitions: int = 8, keys: int = 20) -> tuple[list[float], float]:
+    """Latencies of the two hops chained through a bare worker, and that worker's CPU (% of a core)
+    while they were offered."""
+    settings = Settings.from_env()
+    source, sink = await new_topic(bootstrap, partitions), await new_topic(bootstrap, partitions)
+    count = int(rate * (seconds + WARMUP_SECONDS))
+    command = [sys.executable, str(ROOT / "bench" / "bare_worker.py"), "--bootstrap", bootstrap, "--source", source,
+               "--sink", sink, "--group", f"bare-{uuid.uuid4().hex[:8]}"] + (["--exactly-once"] if exactly_once else [])
+    bare = await asyncio.create_subprocess_exec(*command, stdout=asyncio.subprocess.PIPE)
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=settings.ingest_linger_ms,
+                                **settings.profile.producer_config())
+    await producer.start()
+    try:
+        assert bare.stdout is not None
+        if await asyncio.wait_for(bare.stdout.readline(), 60) != b"ready\n":
+            raise SystemExit("the bare worker did not start")
+        started = asyncio.Event()
+        reading = asyncio.ensure_future(read(bootstrap, sink, count, True, started))
+        await started.wait()
+        names = [f"PAIR{i}/USD".encode() for i in range(keys)]
+        # a first record per key (stamp 0: not counted) once the source takes writes: a fresh topic
+        # refuses them for a moment, and the retries would be counted as latency
+        await asyncio.gather(*[producer.send_and_wait(source, STAMP.pack(0), key=name) for name in names])
+        busy_started, busy_cpu = time.monotonic(), cpu_seconds(bare.pid)
+        sent = 0
+
+        async def send(due: int) -> None:
+            nonlocal sent
+            await producer.send(source, STAMP.pack(due), key=names[sent % keys])
+            sent += 1
+
+        await offer(rate, count, send)
+        values = await reading
+        return values, (cpu_seconds(bare.pid) - busy_cpu) / (time.monotonic() - busy_started) * 100
+    finally:
+        await producer.stop()
+        if bare.returncode is None:
+            bare.terminate()
+            await bare.wait()
 
 
 def report(name: str, values: list[float]) -> dict[float, float]:
@@ -203,10 +255,16 @@ def floors(bootstrap: str, rate: float, seconds: float) -> dict[str, str]:
     hop = report(f"floor, one plain hop at {rate:.0f} records/s", asyncio.run(one_hop(bootstrap, rate, seconds)))
     txn = report(f"floor, transactional group commit at {rate:.0f} records/s, read_committed",
                  asyncio.run(group_commit(bootstrap, rate, seconds)))
+    fig = {"floor_p50_ms": f"{hop[0.5]:.1f}", "floor_p99_ms": f"{hop[0.99]:.1f}",
+           "floor_txn_p50_ms": f"{txn[0.5]:.1f}", "floor_txn_p99_ms": f"{txn[0.99]:.1f}"}
+    for label, exactly_once in (("eos", True), ("alo", False)):
+        values, cpu = asyncio.run(chained(bootstrap, rate, seconds, exactly_once))
+        chain = report(f"floor, ingest hop + bare worker ({label}) at {rate:.0f} records/s, read_committed", values)
+        print(f"floor, bare worker ({label}) CPU at {rate:.0f} records/s: {cpu:.1f} % of a core", flush=True)
+        fig.update({f"floor_chain_p50_ms_{label}": f"{chain[0.5]:.1f}", f"floor_chain_p99_ms_{label}": f"{chain[0.99]:.1f}",
+                    f"floor_worker_cpu_pct_{label}": f"{cpu:.1f}"})
     tool = kafka_end_to_end(bootstrap)
-    return {"floor_p50_ms": f"{hop[0.5]:.1f}", "floor_p99_ms": f"{hop[0.99]:.1f}",
-            "floor_txn_p50_ms": f"{txn[0.5]:.1f}", "floor_txn_p99_ms": f"{txn[0.99]:.1f}",
-            "floor_kafka_e2e_p50_ms": f"{tool[0.5]:.0f}", "floor_kafka_e2e_p99_ms": f"{tool[0.99]:.0f}"}
+    return {**fig, "floor_kafka_e2e_p50_ms": f"{tool[0.5]:.0f}", "floor_kafka_e2e_p99_ms": f"{tool[0.99]:.0f}"}
 
 
 def main() -> None:

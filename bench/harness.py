@@ -77,29 +77,39 @@ class Market:
 
 async def preload(settings: Settings, records: Frames, rate: float = 0) -> None:
     """Write ``records`` to ``kraken.raw`` (at ``rate`` frames/s, or as fast as the broker takes them),
-    each stamped with its send time as the ingest stamps its receive time."""
+    each stamped as the ingest stamps its receive time: at its due time when offered at a rate (a
+    late send keeps it, so a stall is counted: no coordinated omission), else when sent."""
     writer = BatchWriter(settings.kafka_bootstrap, "bench-preload")
     await writer.start()
     try:
         chunk = 500 if rate == 0 else max(1, int(rate / 200))
-        started = time.monotonic()
+        started, started_ns = time.monotonic(), time.time_ns()
+        pending: list[asyncio.Future[object]] = []
         for start in range(0, len(records), chunk):
             part = records[start:start + chunk]
             if rate:
                 ahead = start / rate - (time.monotonic() - started)
                 if ahead > 0:
                     await asyncio.sleep(ahead)  # the offered rate
-            stamp = str(time.time_ns()).encode()
+                stamp = str(started_ns + int(start * 1e9 / rate)).encode()
+            else:
+                stamp = str(time.time_ns()).encode()
             futures = await writer.send_keyed(settings.raw_topic, part, headers=[("recv_ns", stamp)])
-            await asyncio.gather(*futures)
+            if rate:  # offered: the next chunk does not wait for this one's acks (the ingest does not)
+                pending = [f for f in pending if not f.done()] + futures
+            else:
+                await asyncio.gather(*futures)
+        await asyncio.gather(*pending)
     finally:
         await writer.stop()
 
 
 async def read_deltas(settings: Settings, expect: int, committed: bool, timeout: float = 300,
-                      progress: Callable[[int], None] | None = None) -> list[dict[str, int]]:
+                      progress: Callable[[int], None] | None = None,
+                      ready: tuple[int, asyncio.Event] | None = None) -> list[dict[str, int]]:
     """``expect`` deltas from the beginning (emit, receive and read times, checksum state); ``progress``
-    is called with the count read so far after every fetch."""
+    is called with the count read so far after every fetch; ``ready`` (n, event): the event is set once
+    the first n are read (the reader is caught up: a load offered now meets a reader that is reading)."""
     consumer = AIOKafkaConsumer(settings.topic("book.deltas"), bootstrap_servers=settings.kafka_bootstrap,
                                 enable_auto_commit=False, auto_offset_reset="earliest",
                                 fetch_max_wait_ms=APACHE_KAFKA_FETCH_MAX_WAIT_MS,
@@ -118,6 +128,8 @@ async def read_deltas(settings: Settings, expect: int, committed: bool, timeout:
                                  "appended": m.timestamp * 1_000_000 if m.timestamp_type == 1 else 0})
             if progress is not None:
                 progress(len(seen))
+            if ready is not None and len(seen) >= ready[0]:
+                ready[1].set()
     finally:
         await consumer.stop()
     if len(seen) < expect:
@@ -227,6 +239,19 @@ def write_result(path: Path, result: dict[str, int]) -> None:
     partial = path.with_suffix(".partial")
     partial.write_bytes(orjson.dumps(result))
     partial.replace(path)
+
+
+#: the load is offered this long before the measured stretch: the records due then are left out of the
+#: latency figures (the broker's JIT, the clients' first metadata and connections: not the steady state)
+WARMUP_SECONDS = 2.0
+
+
+def steady(stamped: list[tuple[int, float]]) -> list[float]:
+    """The values of (due ns, value) pairs due ``WARMUP_SECONDS`` or more after the first one due."""
+    if not stamped:
+        return []
+    start = min(due for due, _ in stamped) + int(WARMUP_SECONDS * 1e9)
+    return [value for due, value in stamped if due >= start]
 
 
 def percentiles(values: list[float], points: Iterator[float] | tuple[float, ...]) -> dict[float, float]:

@@ -9,7 +9,8 @@ embedded broker, with stock Faust and quixstreams over the same frames as peers.
    (``bench/noop_app.py``), a no-op quixstreams app and a quixstreams app that keeps a book per pair in
    its RocksDB state (``bench/quix_app.py``).
 3. **Throughput, 2 workers** on the same 8 partitions (fresh broker): frames/s and CPU per 100k frames.
-4. **Latency.** Frames offered at ``--rate`` frames/s (stamped when sent, as the ingest stamps receipt);
+4. **Latency.** Frames offered at ``--rate`` frames/s (stamped with their due time, as the ingest stamps
+   receipt), ``--seconds`` after a warm-up of ``WARMUP_SECONDS`` whose frames are left out;
    receive -> delta emitted, and receive -> delta read ``read_committed``. The worker's CPU idle (books
    live, nothing offered) and under the offered rate, the broker's CPU, and on Apache Kafka the floors
    of ``bench/floors.py`` (one plain hop, a transactional group commit) on the same broker.
@@ -46,12 +47,14 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+import orjson  # noqa: E402
 from aiokafka import AIOKafkaConsumer  # noqa: E402
 
 from app.settings import Settings  # noqa: E402
 from bench.floors import floors  # noqa: E402
 from bench.harness import (  # noqa: E402
     BIN,
+    WARMUP_SECONDS,
     Market,
     Worker,
     assigned,
@@ -62,6 +65,7 @@ from bench.harness import (  # noqa: E402
     read_deltas,
     rss_mb,
     stage_by_append_time,
+    steady,
     wait_for_result,
     worker,
 )
@@ -155,7 +159,7 @@ def latency(args: argparse.Namespace, tmp: Path, guarantee: str) -> dict[str, di
     committed = COMMITTED[args.broker]
     try:
         start = market.start()  # before the updates: the snapshots are of the market as it stands
-        updates = market.updates(int(args.rate * args.seconds))
+        updates = market.updates(int(args.rate * (args.seconds + WARMUP_SECONDS)))
         asyncio.run(preload(settings, start))
         asyncio.run(read_deltas(settings, args.pairs, committed))  # the worker is up and every book is live
         if broker.kind == "kafka":
@@ -168,12 +172,20 @@ def latency(args: argparse.Namespace, tmp: Path, guarantee: str) -> dict[str, di
         busy_started, busy_cpu, busy_broker = time.monotonic(), cpu_seconds(proc.pid), cpu_seconds(broker_pid)
 
         async def offered() -> tuple[list[dict[str, int]], list[float]]:
-            reading = asyncio.ensure_future(read_deltas(settings, args.pairs + len(updates), committed))
-            raw = asyncio.ensure_future(raw_latencies(settings, len(start), len(updates)))
+            ready = asyncio.Event(), asyncio.Event()
+            reading = asyncio.ensure_future(read_deltas(settings, args.pairs + len(updates), committed,
+                                                        ready=(args.pairs, ready[0])))
+            raw = asyncio.ensure_future(raw_latencies(settings, len(start), len(updates), ready[1]))
+            for event in ready:  # both readers caught up: their start-up is not the pipeline's latency
+                await asyncio.wait_for(event.wait(), 120)
             await preload(settings, updates, rate=args.rate)
             return (await reading)[args.pairs:], await raw
 
         deltas, floor = asyncio.run(offered())
+        warm = min(d["recv"] for d in deltas) + int(WARMUP_SECONDS * 1e9)
+        deltas = [d for d in deltas if d["recv"] >= warm]  # the steady state (bench.harness.WARMUP_SECONDS)
+        if args.dump:  # every delta's stamps, for a look at where a tail comes from
+            (Path(args.dump) / f"deltas-{guarantee}.json").write_bytes(orjson.dumps(deltas))
         wall = time.monotonic() - busy_started
         cpu = {"worker_idle": idle_pct, "worker": (cpu_seconds(proc.pid) - busy_cpu) / wall * 100,
                "broker": (cpu_seconds(broker_pid) - busy_broker) / wall * 100}
@@ -203,12 +215,13 @@ def latency(args: argparse.Namespace, tmp: Path, guarantee: str) -> dict[str, di
         broker.terminate()
 
 
-async def raw_latencies(settings: Settings, skip: int, count: int) -> list[float]:
-    """ms from each offered raw record's stamp to a plain consumer reading it (the broker's share)."""
+async def raw_latencies(settings: Settings, skip: int, count: int, ready: asyncio.Event) -> list[float]:
+    """ms from each offered raw record's stamp to a plain consumer reading it (the broker's share);
+    ``ready`` is set once the ``skip`` records before them are read."""
     consumer = AIOKafkaConsumer(settings.raw_topic, bootstrap_servers=settings.kafka_bootstrap,
                                 auto_offset_reset="earliest", enable_auto_commit=False)
     await consumer.start()
-    out: list[float] = []
+    out: list[tuple[int, float]] = []
     seen = 0
     try:
         while len(out) < count:
@@ -217,10 +230,13 @@ async def raw_latencies(settings: Settings, skip: int, count: int) -> list[float
                 for m in batch:
                     seen += 1
                     if seen > skip:
-                        out.append((now - int(dict(m.headers)["recv_ns"])) / 1e6)
+                        due = int(dict(m.headers)["recv_ns"])
+                        out.append((due, (now - due) / 1e6))
+            if seen >= skip:
+                ready.set()
     finally:
         await consumer.stop()
-    return out
+    return steady(out)
 
 
 def memory(args: argparse.Namespace, tmp: Path, guarantee: str) -> float:
@@ -339,6 +355,7 @@ def main() -> None:
     parser.add_argument("--rate", type=float, default=1000.0, help="offered frames/s for the latency run")
     parser.add_argument("--seconds", type=float, default=20.0, help="length of the latency run")
     parser.add_argument("--idle-seconds", type=float, default=5.0, help="the idle worker's CPU is measured this long")
+    parser.add_argument("--dump", help="a directory: the latency runs write each delta's stamps there as JSON")
     parser.add_argument("--only-latency", action="store_true",
                         help="only the latency phases (exactly-once, at least once), their CPU and the floors")
     parser.add_argument("--memory-frames", type=int, default=1_000_000, help="updates streamed for the RSS figure")

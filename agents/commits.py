@@ -39,8 +39,9 @@ class Job:
     changes: Changes
 
 
-#: commits the jobs of one lane, in order, together
-Commit = Callable[[list[Job]], Awaitable[None]]
+#: commits the jobs of one lane, in order, together; it may return a second stage (an awaitable) that
+#: makes them durable: the lane's next commit starts meanwhile, and its second stage follows this one
+Commit = Callable[[list[Job]], Awaitable[Awaitable[None] | None]]
 
 
 def own_lane(partition: int) -> int:
@@ -59,6 +60,8 @@ class GroupCommits:
         self.max_pending = max_pending
         self._pending: dict[int, list[Job]] = {}
         self._tasks: dict[int, asyncio.Task[None]] = {}
+        #: each lane's last second stage, which the lane's next one waits for (their order is the lane's)
+        self._stages: dict[int, asyncio.Future[None]] = {}
         self._error: BaseException | None = None
         self.commits = 0
         #: per lane: jobs queued so far, and jobs committed so far (a commit takes all queued at its start)
@@ -67,7 +70,7 @@ class GroupCommits:
         self._barriers: list[tuple[dict[int, int], asyncio.Future[None]]] = []
 
     def __bool__(self) -> bool:
-        return bool(self._tasks)
+        return bool(self._tasks or self._stages)
 
     async def add(self, job: Job) -> None:
         """Queue a batch's share of a partition; waits only while its lane holds too much."""
@@ -87,19 +90,52 @@ class GroupCommits:
 
     async def _run(self, lane: int) -> None:
         try:
-            while self._pending.get(lane):
+            while self._pending.get(lane) and self._error is None:
                 upto = self._queued[lane]
-                await self._commit(self._pending.pop(lane))
+                stage = await self._commit(self._pending.pop(lane))
                 self.commits += 1
-                self._committed[lane] = upto
-                self._release()
+                previous = self._stages.get(lane)
+                if stage is None and previous is None:
+                    self._durable(lane, upto)
+                else:  # durable once its second stage (if any) and the lane's earlier ones are through
+                    self._stages[lane] = asyncio.ensure_future(self._second(lane, upto, previous, stage))
         except Exception as exc:  # raised to the agent by the next add() or settle()
-            self._error = exc
-            self._pending.pop(lane, None)
-            self._committed[lane] = self._queued[lane]  # dropped: done, as failed
-            self._release(exc)
+            self._failed(lane, exc)
         finally:
             self._tasks.pop(lane, None)
+            if self._error is not None:
+                self._failed(lane, self._error)  # what is left in the lane will not commit
+
+    async def _second(self, lane: int, upto: int, previous: asyncio.Future[None] | None,
+                      stage: Awaitable[None] | None) -> None:
+        """A commit's second stage, after the lane's previous one: once one failed, none after it runs
+        (nothing after a failed stage may be stored); the failure goes to the agent."""
+        try:
+            if previous is not None:
+                await asyncio.gather(previous, return_exceptions=True)
+            if self._error is not None:  # an earlier stage or commit failed: this one is void
+                if asyncio.iscoroutine(stage):
+                    stage.close()
+                return
+            if stage is not None:
+                await stage
+            self._durable(lane, upto)
+        except Exception as exc:
+            self._failed(lane, exc)
+        finally:
+            if self._stages.get(lane) is asyncio.current_task():
+                del self._stages[lane]
+
+    def _failed(self, lane: int, exc: BaseException) -> None:
+        if self._error is None:
+            self._error = exc
+        self._pending.pop(lane, None)
+        self._committed[lane] = self._queued.get(lane, 0)  # dropped: done, as failed
+        self._release(exc)
+
+    def _durable(self, lane: int, upto: int) -> None:
+        self._committed[lane] = max(self._committed.get(lane, 0), upto)
+        self._release()
 
     def barrier(self) -> asyncio.Future[None] | None:
         """A future done when every job queued so far is committed (None: nothing is in flight), or
@@ -131,8 +167,8 @@ class GroupCommits:
     async def settle(self) -> None:
         """Until every lane's queued work is committed; raises a commit's error (the caller then restores
         its state from the table)."""
-        while self._tasks:
-            await asyncio.gather(*self._tasks.values(), return_exceptions=True)
+        while self._tasks or self._stages:
+            await asyncio.gather(*self._tasks.values(), *self._stages.values(), return_exceptions=True)
         error, self._error = self._error, None
         if error is not None:
             raise error

@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Awaitable, Iterable, Sequence
 from typing import Any
 
 from aiokafka.errors import KafkaError
@@ -231,13 +231,14 @@ class BookPipeline:
                             st.book.precision if st and st.book else None, st.verified_precision if st else None)
         return self.store.changes(states, deltas, processed, self.processor.lock_generations)
 
-    async def _commit(self, jobs: list[Job]) -> None:
+    async def _commit(self, jobs: list[Job]) -> Awaitable[None] | None:
         """Deliver the jobs' outputs and store their pairs' changes: in one transaction under exactly-once
-        (every partition of the lane), else outputs first, then the changelog, then RocksDB."""
+        (every partition of the lane), else outputs first, then, as a second stage (the lane's next
+        outputs go meanwhile), the changelog, then RocksDB."""
         if self.transactions is None:
             out, processed, changes = merged(jobs)
             await self._deliver(out)
-            self.store.apply(changes, await self._log_changes(changes))
+            return self._store(changes, processed) if changes or processed else None
         else:
             live = [j for j in jobs if j.partition not in self._fenced]  # fenced: the new owner redoes them
             out, processed, changes = merged(live)
@@ -249,8 +250,16 @@ class BookPipeline:
                 except Fenced as exc:
                     for partition in exc.partitions:
                         self._give_up(partition)
-                    return
+                    return None
                 self.store.apply(changes, {p: last.get(p) for p in changes})
+            if processed:
+                self._done.update(processed)
+        return None
+
+    async def _store(self, changes: dict[int, list[Any]], processed: dict[int, int]) -> None:
+        """At least once, after the outputs: the changelog, then the local RocksDB."""
+        if changes:
+            self.store.apply(changes, await self._log_changes(changes))
         if processed:
             self._done.update(processed)
 

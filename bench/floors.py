@@ -28,8 +28,8 @@ stretch are left out, as in ``bench/pipeline.py``: both measure the steady state
 
 Without ``--bootstrap`` a fresh single-node Apache Kafka is started (and stopped). Last line:
 ``RESULT floor_p50_ms=.. floor_p99_ms=.. floor_txn_p50_ms=.. floor_txn_p99_ms=.. floor_chain_p50_ms_eos=..
-floor_chain_p99_ms_eos=.. floor_worker_cpu_pct_eos=.. floor_chain_p50_ms_alo=.. floor_chain_p99_ms_alo=..
-floor_worker_cpu_pct_alo=.. floor_kafka_e2e_p50_ms=.. floor_kafka_e2e_p99_ms=..``
+floor_chain_p99_ms_eos=.. floor_worker_cpu_pct_eos=.. floor_worker_idle_cpu_pct_eos=.. (and the same for _alo)
+floor_broker_cpu_ratio_eos_alo=.. floor_kafka_e2e_p50_ms=.. floor_kafka_e2e_p99_ms=..``
 """
 
 from __future__ import annotations
@@ -45,6 +45,7 @@ import time
 import uuid
 from collections.abc import Awaitable, Callable
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -167,10 +168,11 @@ async def group_commit(bootstrap: str, rate: float, seconds: float) -> list[floa
         await producer.stop()
 
 
-async def chained(bootstrap: str, rate: float, seconds: float, exactly_once: bool,
-                  partitions: int = 8, keys: int = 20) -> tuple[list[float], float]:
-    """Latencies of the two hops chained through a bare worker, and that worker's CPU (% of a core)
-    while they were offered."""
+async def chained(bootstrap: str, rate: float, seconds: float, exactly_once: bool, partitions: int = 8,
+                  keys: int = 20, broker_pid: int | None = None, idle_seconds: float = 5.0) -> dict[str, Any]:
+    """Latencies of the two hops chained through a bare worker (``latency``), that worker's CPU (% of a
+    core) idle for ``idle_seconds`` (``idle``) and while the records were offered (``cpu``), and the
+    broker's then (``broker``, with ``broker_pid``)."""
     settings = Settings.from_env()
     source, sink = await new_topic(bootstrap, partitions), await new_topic(bootstrap, partitions)
     count = int(rate * (seconds + WARMUP_SECONDS))
@@ -191,7 +193,11 @@ async def chained(bootstrap: str, rate: float, seconds: float, exactly_once: boo
         # a first record per key (stamp 0: not counted) once the source takes writes: a fresh topic
         # refuses them for a moment, and the retries would be counted as latency
         await asyncio.gather(*[producer.send_and_wait(source, STAMP.pack(0), key=name) for name in names])
+        idle_started, idle_cpu = time.monotonic(), cpu_seconds(bare.pid)
+        await asyncio.sleep(idle_seconds)  # the measured interval itself
+        idle = (cpu_seconds(bare.pid) - idle_cpu) / (time.monotonic() - idle_started) * 100
         busy_started, busy_cpu = time.monotonic(), cpu_seconds(bare.pid)
+        busy_broker = cpu_seconds(broker_pid) if broker_pid else 0.0
         sent = 0
 
         async def send(due: int) -> None:
@@ -201,7 +207,9 @@ async def chained(bootstrap: str, rate: float, seconds: float, exactly_once: boo
 
         await offer(rate, count, send)
         values = await reading
-        return values, (cpu_seconds(bare.pid) - busy_cpu) / (time.monotonic() - busy_started) * 100
+        wall = time.monotonic() - busy_started
+        return {"latency": values, "idle": idle, "cpu": (cpu_seconds(bare.pid) - busy_cpu) / wall * 100,
+                "broker": (cpu_seconds(broker_pid) - busy_broker) / wall * 100 if broker_pid else None}
     finally:
         await producer.stop()
         if bare.returncode is None:
@@ -251,18 +259,26 @@ def kafka_end_to_end(bootstrap: str, messages: int = 5000) -> dict[float, float]
     return points
 
 
-def floors(bootstrap: str, rate: float, seconds: float) -> dict[str, str]:
+def floors(bootstrap: str, rate: float, seconds: float, broker_pid: int | None = None) -> dict[str, str]:
     hop = report(f"floor, one plain hop at {rate:.0f} records/s", asyncio.run(one_hop(bootstrap, rate, seconds)))
     txn = report(f"floor, transactional group commit at {rate:.0f} records/s, read_committed",
                  asyncio.run(group_commit(bootstrap, rate, seconds)))
     fig = {"floor_p50_ms": f"{hop[0.5]:.1f}", "floor_p99_ms": f"{hop[0.99]:.1f}",
            "floor_txn_p50_ms": f"{txn[0.5]:.1f}", "floor_txn_p99_ms": f"{txn[0.99]:.1f}"}
+    broker: dict[str, float] = {}
     for label, exactly_once in (("eos", True), ("alo", False)):
-        values, cpu = asyncio.run(chained(bootstrap, rate, seconds, exactly_once))
-        chain = report(f"floor, ingest hop + bare worker ({label}) at {rate:.0f} records/s, read_committed", values)
-        print(f"floor, bare worker ({label}) CPU at {rate:.0f} records/s: {cpu:.1f} % of a core", flush=True)
+        got = asyncio.run(chained(bootstrap, rate, seconds, exactly_once, broker_pid=broker_pid))
+        chain = report(f"floor, ingest hop + bare worker ({label}) at {rate:.0f} records/s, read_committed",
+                       got["latency"])
+        print(f"floor, bare worker ({label}) CPU idle {got['idle']:.1f} %, at {rate:.0f} records/s {got['cpu']:.1f} % "
+              "of a core" + (f", broker {got['broker']:.1f} %" if got["broker"] is not None else ""), flush=True)
         fig.update({f"floor_chain_p50_ms_{label}": f"{chain[0.5]:.1f}", f"floor_chain_p99_ms_{label}": f"{chain[0.99]:.1f}",
-                    f"floor_worker_cpu_pct_{label}": f"{cpu:.1f}"})
+                    f"floor_worker_cpu_pct_{label}": f"{got['cpu']:.1f}",
+                    f"floor_worker_idle_cpu_pct_{label}": f"{got['idle']:.1f}"})
+        if got["broker"] is not None:
+            broker[label] = got["broker"]
+    if len(broker) == 2:  # what exactly-once costs the broker with no pipeline around it
+        fig["floor_broker_cpu_ratio_eos_alo"] = f"{broker['eos'] / max(broker['alo'], 1e-9):.2f}"
     tool = kafka_end_to_end(bootstrap)
     return {**fig, "floor_kafka_e2e_p50_ms": f"{tool[0.5]:.0f}", "floor_kafka_e2e_p99_ms": f"{tool[0.99]:.0f}"}
 
@@ -279,7 +295,8 @@ def main() -> None:
         from broker.kafka import start_kafka
 
         with start_kafka(Path(tempfile.mkdtemp(prefix="kf-floors-")), nodes=1) as kafka:
-            fig = floors(kafka.bootstrap, args.rate, args.seconds)
+            node = kafka.node(1).process
+            fig = floors(kafka.bootstrap, args.rate, args.seconds, node.pid if node else None)
     print("RESULT " + " ".join(f"{k}={v}" for k, v in fig.items()))
 
 

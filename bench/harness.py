@@ -106,16 +106,19 @@ async def preload(settings: Settings, records: Frames, rate: float = 0) -> None:
 
 async def read_deltas(settings: Settings, expect: int, committed: bool, timeout: float = 300,
                       progress: Callable[[int], None] | None = None,
-                      ready: tuple[int, asyncio.Event] | None = None) -> list[dict[str, int]]:
+                      ready: tuple[int, asyncio.Event] | None = None, unique: bool = False) -> list[dict[str, int]]:
     """``expect`` deltas from the beginning (emit, receive and read times, checksum state); ``progress``
     is called with the count read so far after every fetch; ``ready`` (n, event): the event is set once
-    the first n are read (the reader is caught up: a load offered now meets a reader that is reading)."""
+    the first n are read (the reader is caught up: a load offered now meets a reader that is reading);
+    ``unique``: a repeat of a ``(symbol, epoch, seq)`` (a ``read_uncommitted`` reader sees an aborted
+    transaction's delta and its redo) is dropped, as ``krakenflow.client`` drops it."""
     consumer = AIOKafkaConsumer(settings.topic("book.deltas"), bootstrap_servers=settings.kafka_bootstrap,
                                 enable_auto_commit=False, auto_offset_reset="earliest",
                                 fetch_max_wait_ms=APACHE_KAFKA_FETCH_MAX_WAIT_MS,
                                 isolation_level="read_committed" if committed else "read_uncommitted")
     await consumer.start()
     seen: list[dict[str, int]] = []
+    keys: set[tuple[str, int, int]] = set()
     deadline = time.monotonic() + timeout
     try:
         while len(seen) < expect and time.monotonic() < deadline:
@@ -123,6 +126,11 @@ async def read_deltas(settings: Settings, expect: int, committed: bool, timeout:
                 now = time.time_ns()
                 for m in batch:
                     d = orjson.loads(m.value)
+                    if unique:
+                        key = (d["symbol"], d["epoch"], d["seq"])
+                        if key in keys:
+                            continue
+                        keys.add(key)
                     seen.append({"emit": d["ts_emit_ns"], "recv": d["ts_recv_ns"], "ok": d["checksum_ok"], "read": now,
                                  # the broker's append time where the topic stamps it (stage_by_append_time)
                                  "appended": m.timestamp * 1_000_000 if m.timestamp_type == 1 else 0})

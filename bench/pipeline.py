@@ -171,19 +171,26 @@ def latency(args: argparse.Namespace, tmp: Path, guarantee: str) -> dict[str, di
         idle_pct = (cpu_seconds(proc.pid) - idle_cpu) / (time.monotonic() - idle_started) * 100
         busy_started, busy_cpu, busy_broker = time.monotonic(), cpu_seconds(proc.pid), cpu_seconds(broker_pid)
 
-        async def offered() -> tuple[list[dict[str, int]], list[float]]:
-            ready = asyncio.Event(), asyncio.Event()
-            reading = asyncio.ensure_future(read_deltas(settings, args.pairs + len(updates), committed,
-                                                        ready=(args.pairs, ready[0])))
+        expect = args.pairs + len(updates)
+
+        async def offered() -> tuple[list[dict[str, int]], list[float], list[dict[str, int]]]:
+            ready = asyncio.Event(), asyncio.Event(), asyncio.Event()
+            reading = asyncio.ensure_future(read_deltas(settings, expect, committed, ready=(args.pairs, ready[0])))
             raw = asyncio.ensure_future(raw_latencies(settings, len(start), len(updates), ready[1]))
-            for event in ready:  # both readers caught up: their start-up is not the pipeline's latency
+            # exactly-once: the low-latency path beside it (read_uncommitted, repeats dropped)
+            fast = asyncio.ensure_future(read_deltas(settings, expect, False, ready=(args.pairs, ready[2]), unique=True)
+                                         if committed else asyncio.sleep(0, []))
+            if not committed:
+                ready[2].set()
+            for event in ready:  # the readers caught up: their start-up is not the pipeline's latency
                 await asyncio.wait_for(event.wait(), 120)
             await preload(settings, updates, rate=args.rate)
-            return (await reading)[args.pairs:], await raw
+            return (await reading)[args.pairs:], await raw, (await fast)[args.pairs:]
 
-        deltas, floor = asyncio.run(offered())
+        deltas, floor, fast = asyncio.run(offered())
         warm = min(d["recv"] for d in deltas) + int(WARMUP_SECONDS * 1e9)
         deltas = [d for d in deltas if d["recv"] >= warm]  # the steady state (bench.harness.WARMUP_SECONDS)
+        fast = [d for d in fast if d["recv"] >= warm]
         if args.dump:  # every delta's stamps, for a look at where a tail comes from
             (Path(args.dump) / f"deltas-{guarantee}.json").write_bytes(orjson.dumps(deltas))
         wall = time.monotonic() - busy_started
@@ -193,6 +200,8 @@ def latency(args: argparse.Namespace, tmp: Path, guarantee: str) -> dict[str, di
               f"{cpu['worker']:.1f} %, broker {cpu['broker']:.1f} % of a core", flush=True)
         figures = {"emitted": [(d["emit"] - d["recv"]) / 1e6 for d in deltas],
                    "read": [(d["read"] - d["recv"]) / 1e6 for d in deltas], "broker": floor}
+        if fast:
+            figures["read (fast)"] = [(d["read"] - d["recv"]) / 1e6 for d in fast]
         stamped = [d for d in deltas if d["appended"]]
         if stamped:  # the stages after the worker's stamp (ms clocks: the broker stamps in ms)
             figures["emitted -> appended"] = [(d["appended"] - d["emit"]) / 1e6 for d in stamped]
@@ -201,12 +210,15 @@ def latency(args: argparse.Namespace, tmp: Path, guarantee: str) -> dict[str, di
         for name, values in figures.items():
             points = result[name] = percentiles(values, (0.5, 0.9, 0.99, 0.999, 1.0))
             stage = name if "->" in name else f"receive -> {name}"
+            if name == "read (fast)":
+                stage = "receive -> read by the low-latency path (read_uncommitted, repeats dropped)"
             print(f"latency ({guarantee}) at {args.rate:.0f} frames/s offered, {stage}: "
                   + ", ".join(f"p{p * 100:g} {v:.1f} ms" for p, v in points.items()), flush=True)
         proc.terminate()
         proc.wait()
         if broker.kind == "kafka" and guarantee == "exactly_once":  # the floors on the same broker, same run
-            result["floors"] = {k: float(v) for k, v in floors(broker.bootstrap, args.rate, min(args.seconds, 10)).items()}
+            found = floors(broker.bootstrap, args.rate, min(args.seconds, 10), broker_pid)
+            result["floors"] = {k: float(v) for k, v in found.items()}
         return result
     finally:
         if proc.poll() is None:
@@ -292,7 +304,8 @@ def latency_only(args: argparse.Namespace) -> None:
     eos = latency(args, tmp, "exactly_once")
     alo = latency(args, tmp, "at_least_once")
     fig = {"rate": f"{args.rate:.0f}", "p50_read_ms_eos": f"{eos['read'][0.5]:.1f}",
-           "p99_read_ms_eos": f"{eos['read'][0.99]:.1f}", "p50_read_ms_alo": f"{alo['read'][0.5]:.1f}",
+           "p99_read_ms_eos": f"{eos['read'][0.99]:.1f}", "p50_read_ms_fast": f"{eos['read (fast)'][0.5]:.1f}",
+           "p99_read_ms_fast": f"{eos['read (fast)'][0.99]:.1f}", "p50_read_ms_alo": f"{alo['read'][0.5]:.1f}",
            "p99_read_ms_alo": f"{alo['read'][0.99]:.1f}", "p50_emit_ms_eos": f"{eos['emitted'][0.5]:.1f}",
            "p99_emit_ms_eos": f"{eos['emitted'][0.99]:.1f}",
            "worker_cpu_pct": f"{eos['cpu']['worker']:.1f}", "worker_cpu_pct_alo": f"{alo['cpu']['worker']:.1f}",

@@ -4,6 +4,7 @@ agent goes on with the next batch (``agents/commits.py``)."""
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable
 
 import pytest
 
@@ -78,3 +79,69 @@ async def test_a_failed_commit_fails_the_barriers_waiting_for_it_and_later_ones_
     assert again is not None
     (await broker.next_call()).set_result(None)
     await again
+
+
+async def test_a_lane_sends_its_next_outputs_while_its_previous_changelog_is_in_flight() -> None:
+    """At least once a commit has two stages (outputs, then changelog and RocksDB): the lane's next
+    first stage does not wait for the previous second stage, and the second stages keep their order."""
+    broker = Broker()
+    stored: list[int] = []
+    second: dict[int, asyncio.Future[None]] = {}
+
+    async def store(offset: int) -> None:
+        second[offset] = asyncio.get_running_loop().create_future()
+        await second[offset]
+        stored.append(offset)
+
+    async def commit(jobs: list[Job]) -> Awaitable[None]:
+        await broker.commit(jobs)  # the outputs
+        return store(jobs[-1].processed[0])
+
+    commits = GroupCommits(commit, lane=own_lane)
+    await commits.add(job(0, 1))
+    first = commits.barrier()
+    (await broker.next_call()).set_result(None)  # outputs of 1 acked; their changelog is in flight
+    await commits.add(job(0, 2))
+    later = commits.barrier()
+    outputs_2 = await broker.next_call()  # sent before the changelog of 1 is stored
+    assert first is not None and later is not None and not first.done()
+    outputs_2.set_result(None)
+    while 1 not in second:
+        await asyncio.sleep(0)
+    await asyncio.sleep(0)
+    assert 2 not in second and not later.done()  # the changelog of 2 waits for that of 1
+    second[1].set_result(None)
+    await first
+    while 2 not in second:
+        await asyncio.sleep(0)
+    assert not later.done()
+    second[2].set_result(None)
+    await later
+    assert stored == [1, 2]
+
+
+async def test_after_a_failed_second_stage_no_later_one_is_stored() -> None:
+    second: dict[int, asyncio.Future[None]] = {}
+    stored: list[int] = []
+
+    async def store(offset: int) -> None:
+        second[offset] = asyncio.get_running_loop().create_future()
+        await second[offset]
+        stored.append(offset)
+
+    async def commit(jobs: list[Job]) -> Awaitable[None]:
+        return store(jobs[-1].processed[0])
+
+    commits = GroupCommits(commit, lane=own_lane)
+    await commits.add(job(0, 1))
+    while 1 not in second:
+        await asyncio.sleep(0)
+    await commits.add(job(0, 2))
+    barrier = commits.barrier()
+    assert barrier is not None
+    second[1].set_exception(RuntimeError("changelog write failed"))
+    with pytest.raises(RuntimeError, match="changelog write failed"):
+        await barrier
+    with pytest.raises(RuntimeError, match="changelog write failed"):
+        await commits.settle()
+    assert stored == [] and 2 not in second  # the second commit's changelog never started

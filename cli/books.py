@@ -48,10 +48,12 @@ def ladder(client: BookClient, symbol: str, depth: int, latency_ms: float | None
 
 
 async def follow(settings: Settings, symbols: list[str], depth: int, books_url: str | None,
-                 refresh: float = 4.0, console: Console | None = None) -> int:
+                 refresh: float = 4.0, console: Console | None = None, fast: bool = False) -> int:
+    # --fast: deltas before their transaction commits (a redo after an abort is dropped as a repeat)
+    committed = settings.profile.transactions and not fast
     client = BookClient(
         settings.kafka_bootstrap, symbols, topic=settings.topic("book.deltas"), books_url=books_url,
-        isolation_level="read_committed" if settings.profile.transactions else "read_uncommitted",
+        isolation_level="read_committed" if committed else "read_uncommitted",
         consumer_config=kafka_client_config(settings))
     latency: dict[str, float] = {}
 
@@ -76,10 +78,10 @@ async def follow(settings: Settings, symbols: list[str], depth: int, books_url: 
         await client.stop()
 
 
-def run(settings: Settings, symbols: list[str], depth: int, books_url: str | None) -> int:
+def run(settings: Settings, symbols: list[str], depth: int, books_url: str | None, fast: bool = False) -> int:
     wanted = [normalize(s.replace("-", "/")) for s in symbols]  # BTC/USD or BTC-USD
     url = books_url if books_url is not None else f"http://127.0.0.1:{settings.web_port}"
     try:
-        return asyncio.run(follow(settings, wanted, depth, url or None))
+        return asyncio.run(follow(settings, wanted, depth, url or None, fast=fast))
     except KeyboardInterrupt:
         return 0

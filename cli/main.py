@@ -161,7 +161,7 @@ def _books(args: argparse.Namespace) -> int:
     if args.depth < 1:
         print(f"--depth must be at least 1, got {args.depth}", file=sys.stderr)
         return 2
-    return run(Settings.from_env(), args.symbols, args.depth, args.books_url)
+    return run(Settings.from_env(), args.symbols, args.depth, args.books_url, fast=args.fast)
 
 
 def _broker(args: argparse.Namespace) -> int:
@@ -235,6 +235,9 @@ def build_parser() -> argparse.ArgumentParser:
     books.add_argument("--books-url", default=None,
                        help="a worker's web address to restore books from (default http://127.0.0.1:"
                             "$KRAKENFLOW_WEB_PORT; '' waits for the next exchange snapshot instead)")
+    books.add_argument("--fast", action="store_true",
+                       help="read deltas before their transaction commits (read_uncommitted): a commit cycle "
+                            "sooner; a redo after an aborted commit is dropped as a repeat")
     books.set_defaults(func=_books)
     brk = sub.add_parser("broker", help="run a local broker: the embedded Tansu (memory only) or Apache Kafka",
                          description="Without --kafka: the embedded Kafka-protocol broker (Tansu, memory only). "

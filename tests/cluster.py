@@ -164,15 +164,16 @@ class Cluster:
     # -- topics ------------------------------------------------------------------------------------
 
     def read(self, topic: str, until: Callable[[list[dict[str, Any]]], bool] | None = None,
-             timeout: float = 60) -> list[dict[str, Any]]:
+             timeout: float = 60, isolation: str | None = None) -> list[dict[str, Any]]:
         """Read ``<prefix>.<topic>`` from the beginning until ``until(records)``, or (``until=None``) all
-        that is in the topic now; values as JSON."""
-        return asyncio.run(self._read(self.topic(topic), until, timeout))
+        that is in the topic now; values as JSON. ``isolation``: as a downstream consumer reads by
+        default (only what committed: the book agent writes in transactions on Apache Kafka)."""
+        if isolation is None:
+            isolation = "read_committed" if self.broker == brokers.KAFKA else "read_uncommitted"
+        return asyncio.run(self._read(self.topic(topic), until, timeout, isolation))
 
     async def _read(self, topic: str, until: Callable[[list[dict[str, Any]]], bool] | None,
-                    timeout: float) -> list[dict[str, Any]]:
-        # as a downstream consumer reads: only what committed (the book agent writes in transactions)
-        isolation = "read_committed" if self.broker == brokers.KAFKA else "read_uncommitted"
+                    timeout: float, isolation: str) -> list[dict[str, Any]]:
         consumer = AIOKafkaConsumer(bootstrap_servers=self.bootstrap, enable_auto_commit=False,
                                     auto_offset_reset="earliest", isolation_level=isolation)
         await consumer.start()

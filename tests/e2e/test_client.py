@@ -136,11 +136,12 @@ def test_a_blocking_client_from_the_start_needs_no_web_view(pipeline: tuple[Clus
 
 
 def test_the_terminal_ladder_as_a_person_sees_it_in_tmux(pipeline: tuple[Cluster, int], tmp_path: Any) -> None:
-    """``krakenflow books`` in a real terminal (tmux, 120x60): each pair's panel shows the worker's book."""
+    """``krakenflow books --fast`` (the low-latency path: read_uncommitted, repeats dropped) in a real
+    terminal (tmux, 120x60): each pair's panel shows the worker's book."""
     cluster, web = pipeline
     socket = f"kf-{uuid.uuid4().hex[:8]}"
     env = [f"{k}={v}" for k, v in cluster.env.items() if k.startswith("KRAKENFLOW_")] + [f"KRAKENFLOW_WEB_PORT={web}"]
-    command = f"{BIN / 'krakenflow'} books BTC-USD ETH/USD --depth 5"
+    command = f"{BIN / 'krakenflow'} books BTC-USD ETH/USD --depth 5 --fast"
     tmux = [debian_binary("tmux", "tmux"), "-L", socket]
     subprocess.run([*tmux, "new-session", "-d", "-x", "120", "-y", "60", *[a for e in env for a in ("-e", e)],
                     command], check=True, cwd=ROOT, timeout=30)

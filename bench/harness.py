@@ -62,12 +62,15 @@ class Market:
             out.append((symbol.encode(), render.book(symbol, True, bids, asks, checksum, self.now).encode()))
         return out
 
-    def updates(self, n: int) -> Frames:
+    def updates(self, n: int, first_ns: int | None = None, spacing_ns: float = 1000) -> Frames:
+        """``n`` updates; their exchange times ``spacing_ns`` apart from ``first_ns`` (a replay paces
+        them so: the k-th is due ``k * spacing_ns`` after the first), else 1 us apart."""
         out: Frames = []
         while len(out) < n:
             m = self.markets[self.i % len(self.markets)]
             self.i += 1
-            event = m.step((self.depth,), self.now + self.i * 1000)
+            stamp = self.now + self.i * 1000 if first_ns is None else first_ns + int(len(out) * spacing_ns)
+            event = m.step((self.depth,), stamp)
             b, a = event.views[self.depth]
             if b or a:
                 out.append((m.spec.symbol.encode(), render.book(m.spec.symbol, False, b, a, event.checksum,
@@ -132,6 +135,7 @@ async def read_deltas(settings: Settings, expect: int, committed: bool, timeout:
                             continue
                         keys.add(key)
                     seen.append({"emit": d["ts_emit_ns"], "recv": d["ts_recv_ns"], "ok": d["checksum_ok"], "read": now,
+                                 "exchange": d["ts_exchange_ns"],
                                  # the broker's append time where the topic stamps it (stage_by_append_time)
                                  "appended": m.timestamp * 1_000_000 if m.timestamp_type == 1 else 0})
             if progress is not None:
@@ -157,6 +161,36 @@ async def stage_by_append_time(settings: Settings, topic: str) -> None:
         await align_configs(admin, {settings.topic(topic): {"message.timestamp.type": "LogAppendTime"}})
     finally:
         await admin.close()
+
+
+def sim_and_ingest(env: dict[str, str], tmp: Path, name: str, capture: Path) -> tuple[list[subprocess.Popen[bytes]], int]:
+    """The simulator replaying ``capture`` at its own pace (speed 1) and a ``krakenflow ingest`` fed by
+    it, as processes; returns them (ingest last) and the simulator's port (its control API)."""
+    port = free_port()
+    procs = [subprocess.Popen([str(BIN / "krakenflow"), "sim", "--port", str(port), "--replay", str(capture),
+                               "--speed", "1"], cwd=ROOT, env=env, stdout=open(tmp / f"{name}-sim.log", "ab"),  # noqa: SIM115
+                              stderr=subprocess.STDOUT)]
+    ingest_env = dict(env, KRAKENFLOW_KRAKEN_URL=f"ws://127.0.0.1:{port}/v2", KRAKENFLOW_CHANNELS="book",
+                      KRAKENFLOW_INGEST="auto", KRAKENFLOW_INGEST_METRICS_PORT=str(free_port()))
+    procs.append(subprocess.Popen([str(BIN / "krakenflow"), "ingest"], cwd=ROOT, env=ingest_env,
+                                  stdout=open(tmp / f"{name}-ingest.log", "ab"), stderr=subprocess.STDOUT))  # noqa: SIM115
+    return procs, port
+
+
+def replay_origin(port: int, timeout: float = 60) -> tuple[int, int]:
+    """(the capture's first stamp, the wall time it went out at) of the simulator's one replay."""
+    deadline = time.monotonic() + timeout
+    while True:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/control/state", timeout=5) as answer:
+            origins = orjson.loads(answer.read())["replay_origins"]
+        if origins:
+            if len(origins) > 1:
+                raise SystemExit(f"the ingest opened {len(origins)} connections: each got the whole replay")
+            stamp, sent = next(iter(origins.values()))
+            return int(stamp), int(sent)
+        if time.monotonic() > deadline:
+            raise SystemExit("the ingest did not subscribe to the simulator")
+        time.sleep(0.1)  # polling the simulator's control API
 
 
 class Broker:
@@ -205,6 +239,18 @@ class Worker(subprocess.Popen[bytes]):
         super().__init__([str(BIN / "faust"), "-A", "app", "worker", "-l", "info"], cwd=ROOT,
                          env=dict(env, KRAKENFLOW_WEB_PORT=str(self.web_port)), stdout=open(log, "ab"),  # noqa: SIM115
                          stderr=subprocess.STDOUT)
+
+    def wait_ready(self, timeout: float = 120) -> None:
+        """Until the worker's ``/readyz`` answers 200 (tables recovered, partitions assigned)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{self.web_port}/readyz", timeout=5):
+                    return
+            except OSError:  # not listening yet, or 503: not ready
+                if self.poll() is not None or time.monotonic() > deadline:
+                    raise SystemExit("the worker did not get ready") from None
+            time.sleep(0.2)  # polling the worker's readiness
 
     def metric(self, name: str) -> float:
         """A sample's value from the worker's ``/metrics`` (0 when absent)."""

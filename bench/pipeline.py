@@ -63,13 +63,16 @@ from bench.harness import (  # noqa: E402
     percentiles,
     preload,
     read_deltas,
+    replay_origin,
     rss_mb,
+    sim_and_ingest,
     stage_by_append_time,
     steady,
     wait_for_result,
     worker,
 )
 from bench.ingest_load import ingest_throughput  # noqa: E402
+from sim import render  # noqa: E402
 
 COMMITTED = {"kafka": True, "embedded": False}
 
@@ -149,19 +152,45 @@ def peer(tmp: Path, env: dict[str, str], kind: str, expect: int, topic: str, boo
 
 
 def latency(args: argparse.Namespace, tmp: Path, guarantee: str) -> dict[str, dict[Any, float]]:
-    """Percentiles of receive -> delta emitted (the worker's stamp) and receive -> delta read by a
-    consumer (``read_committed`` on Apache Kafka: after its transaction commits), and of the broker
-    alone (receive -> the raw record read by a plain consumer): the floor under both."""
+    """Percentiles of offered -> delta emitted (the worker's stamp) and offered -> delta read by a
+    consumer (``read_committed`` on Apache Kafka: after its transaction commits), by stage, and of the
+    broker alone (receive -> the raw record read by a plain consumer).
+
+    Offered through the simulator and the ingest (the default): the simulator replays a session whose
+    updates are stamped ``1 / rate`` apart and sends each at its due time (``sim/replay.py``), so a
+    frame's due time is known from its exchange stamp. ``--direct``: the bench writes the frames to
+    ``kraken.raw`` itself at the rate, each stamped with its due time, as the ingest would."""
     market = Market(args.pairs, args.depth, 2)
     broker, env, settings = cluster(args.broker, tmp, "latency", guarantee, market.symbols, args.depth,
                                     sensor=args.faust_sensor)
     proc = worker(env, tmp / f"worker-latency-{guarantee}.log")
     committed = COMMITTED[args.broker]
+    feeders: list[subprocess.Popen[bytes]] = []
+    count = int(args.rate * (args.seconds + WARMUP_SECONDS))
     try:
         start = market.start()  # before the updates: the snapshots are of the market as it stands
-        updates = market.updates(int(args.rate * (args.seconds + WARMUP_SECONDS)))
-        asyncio.run(preload(settings, start))
+        if args.direct:
+            updates = market.updates(count)
+            asyncio.run(preload(settings, start))
+        else:
+            # the updates begin once the books are live and the idle worker is measured
+            # stamped after every start frame (an ack's time_out is the clock at render), far enough
+            lead_ns = int((args.idle_seconds + 25) * 1e9)
+            first_ns = time.time_ns() + lead_ns
+            updates = market.updates(count, first_ns=first_ns, spacing_ns=1e9 / args.rate)
+            capture = tmp / f"latency-session-{guarantee}.jsonl"
+            capture.write_text("\n".join([render.status(1)] + [v.decode() for _, v in start + updates]) + "\n")
+            proc.wait_ready()  # the replay's clock starts when the ingest subscribes
+            feeders, sim_port = sim_and_ingest(env, tmp, f"latency-{guarantee}", capture)
         asyncio.run(read_deltas(settings, args.pairs, committed))  # the worker is up and every book is live
+        first_due = 0
+        if not args.direct:
+            stamp0, sent0 = replay_origin(sim_port)
+            first_due = sent0 + (first_ns - stamp0)
+            print(f"books live {(time.time_ns() - sent0) / 1e9:.1f} s after the replay began; the load begins "
+                  f"{(first_due - time.time_ns()) / 1e9:.1f} s from now", flush=True)
+            if time.time_ns() > first_due - int((args.idle_seconds + 2) * 1e9):
+                raise SystemExit("the books went live too late for the idle measurement before the load")
         if broker.kind == "kafka":
             asyncio.run(stage_by_append_time(settings, "book.deltas"))
         broker_pid = broker.kafka.node(1).process.pid if broker.kind == "kafka" else broker.proc.pid  # type: ignore[union-attr]
@@ -169,14 +198,12 @@ def latency(args: argparse.Namespace, tmp: Path, guarantee: str) -> dict[str, di
         idle_started, idle_cpu = time.monotonic(), cpu_seconds(proc.pid)
         time.sleep(args.idle_seconds)  # the measured interval itself
         idle_pct = (cpu_seconds(proc.pid) - idle_cpu) / (time.monotonic() - idle_started) * 100
-        busy_started, busy_cpu, busy_broker = time.monotonic(), cpu_seconds(proc.pid), cpu_seconds(broker_pid)
-
         expect = args.pairs + len(updates)
 
-        async def offered() -> tuple[list[dict[str, int]], list[float], list[dict[str, int]]]:
+        async def offered() -> tuple[list[dict[str, int]], list[float], list[dict[str, int]], dict[str, float]]:
             ready = asyncio.Event(), asyncio.Event(), asyncio.Event()
             reading = asyncio.ensure_future(read_deltas(settings, expect, committed, ready=(args.pairs, ready[0])))
-            raw = asyncio.ensure_future(raw_latencies(settings, len(start), len(updates), ready[1]))
+            raw = asyncio.ensure_future(raw_latencies(settings, len(updates), ready[1]))
             # exactly-once: the low-latency path beside it (read_uncommitted, repeats dropped)
             fast = asyncio.ensure_future(read_deltas(settings, expect, False, ready=(args.pairs, ready[2]), unique=True)
                                          if committed else asyncio.sleep(0, []))
@@ -184,24 +211,41 @@ def latency(args: argparse.Namespace, tmp: Path, guarantee: str) -> dict[str, di
                 ready[2].set()
             for event in ready:  # the readers caught up: their start-up is not the pipeline's latency
                 await asyncio.wait_for(event.wait(), 120)
-            await preload(settings, updates, rate=args.rate)
-            return (await reading)[args.pairs:], await raw, (await fast)[args.pairs:]
+            if first_due:  # the simulator's first update is due then
+                await asyncio.sleep(max(0.0, (first_due - time.time_ns()) / 1e9))
+            pids = {"worker": proc.pid, "broker": broker_pid} | {
+                name: p.pid for name, p in zip(("sim", "ingest"), feeders, strict=False)}
+            busy_started, busy = time.monotonic(), {name: cpu_seconds(pid) for name, pid in pids.items()}
+            if args.direct:
+                await preload(settings, updates, rate=args.rate)
+            deltas = (await reading)[args.pairs:]
+            wall = time.monotonic() - busy_started
+            cpu = {name: (cpu_seconds(pid) - busy[name]) / wall * 100 for name, pid in pids.items()}
+            return deltas, await raw, (await fast)[args.pairs:], cpu
 
-        deltas, floor, fast = asyncio.run(offered())
-        warm = min(d["recv"] for d in deltas) + int(WARMUP_SECONDS * 1e9)
-        deltas = [d for d in deltas if d["recv"] >= warm]  # the steady state (bench.harness.WARMUP_SECONDS)
-        fast = [d for d in fast if d["recv"] >= warm]
+        deltas, floor, fast, cpu = asyncio.run(offered())
+        if not args.direct:  # the due time: when the simulator was to send the frame (its exchange stamp)
+            for d in (*deltas, *fast):
+                d["due"] = sent0 + (d["exchange"] - stamp0)
+        else:
+            for d in (*deltas, *fast):
+                d["due"] = d["recv"]
+        warm = min(d["due"] for d in deltas) + int(WARMUP_SECONDS * 1e9)
+        deltas = [d for d in deltas if d["due"] >= warm]  # the steady state (bench.harness.WARMUP_SECONDS)
+        fast = [d for d in fast if d["due"] >= warm]
         if args.dump:  # every delta's stamps, for a look at where a tail comes from
             (Path(args.dump) / f"deltas-{guarantee}.json").write_bytes(orjson.dumps(deltas))
-        wall = time.monotonic() - busy_started
-        cpu = {"worker_idle": idle_pct, "worker": (cpu_seconds(proc.pid) - busy_cpu) / wall * 100,
-               "broker": (cpu_seconds(broker_pid) - busy_broker) / wall * 100}
-        print(f"cpu ({guarantee}): worker idle {cpu['worker_idle']:.1f} %, at {args.rate:.0f} frames/s worker "
-              f"{cpu['worker']:.1f} %, broker {cpu['broker']:.1f} % of a core", flush=True)
-        figures = {"emitted": [(d["emit"] - d["recv"]) / 1e6 for d in deltas],
-                   "read": [(d["read"] - d["recv"]) / 1e6 for d in deltas], "broker": floor}
+        cpu["worker_idle"] = idle_pct
+        print(f"cpu ({guarantee}): worker idle {idle_pct:.1f} %, at {args.rate:.0f} frames/s "
+              + ", ".join(f"{name} {v:.1f} %" for name, v in cpu.items() if name != "worker_idle")
+              + " of a core", flush=True)
+        figures = {"emitted": [(d["emit"] - d["due"]) / 1e6 for d in deltas],
+                   "read": [(d["read"] - d["due"]) / 1e6 for d in deltas], "broker": floor}
+        if not args.direct:
+            figures["offered -> received by the ingest"] = [(d["recv"] - d["due"]) / 1e6 for d in deltas]
+            figures["received -> emitted"] = [(d["emit"] - d["recv"]) / 1e6 for d in deltas]
         if fast:
-            figures["read (fast)"] = [(d["read"] - d["recv"]) / 1e6 for d in fast]
+            figures["read (fast)"] = [(d["read"] - d["due"]) / 1e6 for d in fast]
         stamped = [d for d in deltas if d["appended"]]
         if stamped:  # the stages after the worker's stamp (ms clocks: the broker stamps in ms)
             figures["emitted -> appended"] = [(d["appended"] - d["emit"]) / 1e6 for d in stamped]
@@ -209,42 +253,47 @@ def latency(args: argparse.Namespace, tmp: Path, guarantee: str) -> dict[str, di
         result: dict[str, dict[Any, float]] = {"cpu": cpu}
         for name, values in figures.items():
             points = result[name] = percentiles(values, (0.5, 0.9, 0.99, 0.999, 1.0))
-            stage = name if "->" in name else f"receive -> {name}"
+            stage = name if "->" in name else f"offered -> {name}"
             if name == "read (fast)":
-                stage = "receive -> read by the low-latency path (read_uncommitted, repeats dropped)"
+                stage = "offered -> read by the low-latency path (read_uncommitted, repeats dropped)"
+            elif name == "broker":
+                stage = "received -> raw record read (the broker alone)"
             print(f"latency ({guarantee}) at {args.rate:.0f} frames/s offered, {stage}: "
                   + ", ".join(f"p{p * 100:g} {v:.1f} ms" for p, v in points.items()), flush=True)
-        proc.terminate()
-        proc.wait()
+        for p in (proc, *reversed(feeders)):
+            p.terminate()
+            p.wait()
         if broker.kind == "kafka" and guarantee == "exactly_once":  # the floors on the same broker, same run
             found = floors(broker.bootstrap, args.rate, min(args.seconds, 10), broker_pid)
             result["floors"] = {k: float(v) for k, v in found.items()}
         return result
     finally:
-        if proc.poll() is None:
-            proc.terminate()
-            proc.wait()
+        for p in (proc, *reversed(feeders)):
+            if p.poll() is None:
+                p.terminate()
+                p.wait()
         broker.terminate()
 
 
-async def raw_latencies(settings: Settings, skip: int, count: int, ready: asyncio.Event) -> list[float]:
-    """ms from each offered raw record's stamp to a plain consumer reading it (the broker's share);
-    ``ready`` is set once the ``skip`` records before them are read."""
+async def raw_latencies(settings: Settings, count: int, ready: asyncio.Event) -> list[float]:
+    """ms from each book update's receive stamp in ``kraken.raw`` to a plain consumer reading it (the
+    broker's share), for ``count`` updates; ``ready`` is set once the reader is through the records there
+    before them."""
     consumer = AIOKafkaConsumer(settings.raw_topic, bootstrap_servers=settings.kafka_bootstrap,
                                 auto_offset_reset="earliest", enable_auto_commit=False)
     await consumer.start()
     out: list[tuple[int, float]] = []
-    seen = 0
     try:
+        partitions = await assigned(consumer)
+        ends = await consumer.end_offsets(partitions)
         while len(out) < count:
             for batch in (await consumer.getmany(timeout_ms=500)).values():
                 now = time.time_ns()
                 for m in batch:
-                    seen += 1
-                    if seen > skip:
+                    if b'"type":"update"' in m.value:
                         due = int(dict(m.headers)["recv_ns"])
                         out.append((due, (now - due) / 1e6))
-            if seen >= skip:
+            if not ready.is_set() and all([await consumer.position(tp) >= end for tp, end in ends.items()]):
                 ready.set()
     finally:
         await consumer.stop()
@@ -317,6 +366,8 @@ def latency_only(args: argparse.Namespace) -> None:
             if stage in figures:
                 fig[f"p50_{key}_ms_{label}"] = f"{figures[stage][0.5]:.1f}"
                 fig[f"p99_{key}_ms_{label}"] = f"{figures[stage][0.99]:.1f}"
+    if args.rate == 1000:  # the issue's name for the figure at 1k frames/s
+        fig["worker_cpu_pct_1k"] = fig["worker_cpu_pct"]
     fig.update({k: f"{v:.1f}" for k, v in eos.get("floors", {}).items()})
     print("RESULT " + " ".join(f"{k}={v}" for k, v in fig.items()))
 
@@ -368,6 +419,8 @@ def main() -> None:
     parser.add_argument("--rate", type=float, default=1000.0, help="offered frames/s for the latency run")
     parser.add_argument("--seconds", type=float, default=20.0, help="length of the latency run")
     parser.add_argument("--idle-seconds", type=float, default=5.0, help="the idle worker's CPU is measured this long")
+    parser.add_argument("--direct", action="store_true",
+                        help="latency: the bench writes the frames to kraken.raw itself (no simulator, no ingest)")
     parser.add_argument("--dump", help="a directory: the latency runs write each delta's stamps there as JSON")
     parser.add_argument("--only-latency", action="store_true",
                         help="only the latency phases (exactly-once, at least once), their CPU and the floors")

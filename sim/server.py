@@ -173,6 +173,7 @@ class Simulator:
             "frames_sent": sum(c.frames_sent for c in self.clients),
             "subscriptions": {str(c.connection_id): sorted(c.symbols()) for c in self.clients},
             "faults": self.faults.describe(), "paused": self.paused,
+            "replay_origins": {str(c): list(o) for c, o in self.replay.origins.items()} if self.replay else {},
         }
 
     # -- connections -------------------------------------------------------------------------------

@@ -261,6 +261,54 @@ async def test_replay_serves_a_capture_verbatim() -> None:
         await client.close()
 
 
+async def test_replay_sends_each_frame_at_its_due_time_from_the_first(tmp_path: Path) -> None:
+    """Frames go out at the first frame's send time plus their stamps' distance from it (the control
+    state says when the first went out), never before, and a late frame does not push the later ones."""
+    capture = CAPTURES / "depthcharge_minagbp_d25_resync_2026-08-18.jsonl"
+    lines = [ln for ln in capture.read_text().splitlines() if ln.strip()]
+    stamped = [i for i, ln in enumerate(lines) if '"timestamp":"' in ln or '"time_out":"' in ln]
+    first = _stamp_ns(lines[stamped[0]])
+    # the capture's stamps rewritten 20 ms apart: 0.2 s of frames at speed 1
+    paced = list(lines)
+    for n, i in enumerate(stamped[:11]):
+        paced[i] = _restamp(lines[i], first + n * 20_000_000)
+    path = tmp_path / "paced.jsonl"
+    path.write_text("\n".join(paced[: stamped[10] + 1]) + "\n")
+    async with Simulator(SimSettings(port=0, replay=path, speed=1)) as replay:
+        client = await SimClient.open(replay.url)
+        await client.subscribe("book", ["MINA/GBP"], depth=25)
+        arrived: list[int] = []
+        while len(client.raw) < stamped[10] + 1:
+            await client.frame()
+            arrived.extend(time.time_ns() for _ in range(len(client.raw) - len(arrived)))
+        origins = replay.state()["replay_origins"]
+        await client.close()
+    assert len(origins) == 1
+    stamp0, sent0 = next(iter(origins.values()))
+    assert stamp0 == first
+    for n, i in enumerate(stamped[:11]):
+        due = sent0 + n * 20_000_000
+        assert arrived[i] >= due, f"frame {n} went out {(due - arrived[i]) / 1e6:.1f} ms early"
+    assert arrived[stamped[10]] - (sent0 + 200_000_000) < 50_000_000  # no drift over the capture
+
+
+def _stamp_ns(line: str) -> int:
+    import re
+
+    found = re.search(r'"(?:timestamp|time_out)":"([0-9T:.\-]+)Z"', line)
+    assert found is not None
+    return _ns(found.group(1) + "Z")
+
+
+def _restamp(line: str, ns: int) -> str:
+    import re
+    from datetime import UTC, datetime
+
+    whole = datetime.fromtimestamp(ns // 1_000_000_000, UTC).strftime("%Y-%m-%dT%H:%M:%S")
+    return re.sub(r'"(timestamp|time_out)":"[0-9T:.\-]+Z"', lambda m: f'"{m.group(1)}":"{whole}.{ns % 10**9:09d}Z"',
+                  line, count=1)
+
+
 def _ns(stamp: str) -> int:
     from sim.replay import _epoch_ns
 

@@ -181,8 +181,11 @@ def replay_origin(port: int, timeout: float = 60) -> tuple[int, int]:
     """(the capture's first stamp, the wall time it went out at) of the simulator's one replay."""
     deadline = time.monotonic() + timeout
     while True:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/control/state", timeout=5) as answer:
-            origins = orjson.loads(answer.read())["replay_origins"]
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/control/state", timeout=5) as answer:
+                origins = orjson.loads(answer.read())["replay_origins"]
+        except OSError:  # the simulator is not listening yet
+            origins = {}
         if origins:
             if len(origins) > 1:
                 raise SystemExit(f"the ingest opened {len(origins)} connections: each got the whole replay")

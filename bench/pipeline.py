@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import re
 import subprocess
 import sys
 import tempfile
@@ -50,8 +51,9 @@ sys.path.insert(0, str(ROOT))
 import orjson  # noqa: E402
 from aiokafka import AIOKafkaConsumer  # noqa: E402
 
+from app.profile import APACHE_KAFKA_FETCH_MAX_WAIT_MS  # noqa: E402
 from app.settings import Settings  # noqa: E402
-from bench.floors import floors  # noqa: E402
+from bench.floors import floors, new_topic  # noqa: E402
 from bench.harness import (  # noqa: E402
     BIN,
     WARMUP_SECONDS,
@@ -72,7 +74,11 @@ from bench.harness import (  # noqa: E402
     worker,
 )
 from bench.ingest_load import ingest_throughput  # noqa: E402
+from models.timeutil import rfc3339_ns  # noqa: E402
 from sim import render  # noqa: E402
+
+#: a raw frame's exchange stamp (the bare worker's sink holds raw frames verbatim)
+EXCHANGE_STAMP = re.compile(rb'"timestamp":"([0-9T:.\-]+Z)"')
 
 COMMITTED = {"kafka": True, "embedded": False}
 
@@ -263,6 +269,8 @@ def latency(args: argparse.Namespace, tmp: Path, guarantee: str) -> dict[str, di
         for p in (proc, *reversed(feeders)):
             p.terminate()
             p.wait()
+        if broker.kind == "kafka" and not args.direct:  # the same load with nothing but aiokafka in the worker's place
+            result["bare in place"] = bare_in_place(args, tmp, guarantee, env, settings, market, broker_pid)
         if broker.kind == "kafka" and guarantee == "exactly_once":  # the floors on the same broker, same run
             found = floors(broker.bootstrap, args.rate, min(args.seconds, 10), broker_pid)
             result["floors"] = {k: float(v) for k, v in found.items()}
@@ -273,6 +281,73 @@ def latency(args: argparse.Namespace, tmp: Path, guarantee: str) -> dict[str, di
                 p.terminate()
                 p.wait()
         broker.terminate()
+
+
+def bare_in_place(args: argparse.Namespace, tmp: Path, guarantee: str, env: dict[str, str], settings: Settings,
+                  market: Market, broker_pid: int) -> dict[Any, float]:
+    """The floor under the same load: the simulator and a fresh ingest offer the same rate, and
+    ``bench/bare_worker.py`` (aiokafka alone: the worker's consumer, writer and commit pattern) copies
+    ``kraken.raw`` to a sink topic in the book worker's place; offered -> read from the sink
+    (``read_committed``), and the CPU of each process. Percentiles, plus ``cpu`` and ``broker_cpu``."""
+    sink = asyncio.run(new_topic(settings.kafka_bootstrap, 8))
+    command = [sys.executable, str(ROOT / "bench" / "bare_worker.py"), "--bootstrap", settings.kafka_bootstrap,
+               "--source", settings.raw_topic, "--sink", sink, "--group", f"bare-{uuid.uuid4().hex[:8]}"]
+    bare = subprocess.Popen(command + (["--exactly-once"] if guarantee == "exactly_once" else []),
+                            stdout=subprocess.PIPE, cwd=ROOT)
+    feeders: list[subprocess.Popen[bytes]] = []
+    try:
+        assert bare.stdout is not None
+        if bare.stdout.readline() != b"ready\n":
+            raise SystemExit("the bare worker did not start")
+        count = int(args.rate * (args.seconds + WARMUP_SECONDS))
+        first_ns = time.time_ns() + int(10e9)
+        updates = market.updates(count, first_ns=first_ns, spacing_ns=1e9 / args.rate)
+        capture = tmp / f"bare-session-{guarantee}.jsonl"
+        capture.write_text("\n".join([render.status(1)] + [v.decode() for _, v in market.start() + updates]) + "\n")
+        feeders, port = sim_and_ingest(env, tmp, f"bare-{guarantee}", capture)
+        stamp0, sent0 = replay_origin(port)
+        first_due = sent0 + (first_ns - stamp0)
+
+        async def offered() -> tuple[list[tuple[int, float]], dict[str, float]]:
+            consumer = AIOKafkaConsumer(sink, bootstrap_servers=settings.kafka_bootstrap, enable_auto_commit=False,
+                                        auto_offset_reset="earliest", fetch_max_wait_ms=APACHE_KAFKA_FETCH_MAX_WAIT_MS,
+                                        isolation_level="read_committed")
+            await consumer.start()
+            try:
+                await assigned(consumer)
+                await asyncio.sleep(max(0.0, (first_due - time.time_ns()) / 1e9))  # until the load begins
+                pids = {"bare worker": bare.pid, "broker": broker_pid, "sim": feeders[0].pid, "ingest": feeders[1].pid}
+                started, busy = time.monotonic(), {name: cpu_seconds(pid) for name, pid in pids.items()}
+                out: list[tuple[int, float]] = []
+                deadline = time.monotonic() + args.seconds * 10 + 60
+                while len(out) < count and time.monotonic() < deadline:
+                    for batch in (await consumer.getmany(timeout_ms=500, max_records=10000)).values():
+                        now = time.time_ns()
+                        for m in batch:
+                            found = EXCHANGE_STAMP.search(m.value) if b'"type":"update"' in m.value else None
+                            stamp = rfc3339_ns(found.group(1).decode()) if found else None
+                            if stamp is not None and stamp >= first_ns:
+                                due = sent0 + (stamp - stamp0)
+                                out.append((due, (now - due) / 1e6))
+                wall = time.monotonic() - started
+                return out, {name: (cpu_seconds(pid) - busy[name]) / wall * 100 for name, pid in pids.items()}
+            finally:
+                await consumer.stop()
+
+        stamped, cpu = asyncio.run(offered())
+        if len(stamped) < count:
+            raise SystemExit(f"the bare worker's sink had {len(stamped)} of {count} updates")
+        points = percentiles(steady(stamped), (0.5, 0.9, 0.99, 0.999, 1.0))
+        print(f"floor ({guarantee}), the same load with the bare worker in the book worker's place, offered -> read: "
+              + ", ".join(f"p{p * 100:g} {v:.1f} ms" for p, v in points.items()), flush=True)
+        print(f"floor cpu ({guarantee}): " + ", ".join(f"{name} {v:.1f} %" for name, v in cpu.items()) + " of a core",
+              flush=True)
+        return {**points, "cpu": cpu["bare worker"], "broker_cpu": cpu["broker"]}
+    finally:
+        for p in (bare, *reversed(feeders)):
+            if p.poll() is None:
+                p.terminate()
+                p.wait()
 
 
 async def raw_latencies(settings: Settings, count: int, ready: asyncio.Event) -> list[float]:
@@ -366,6 +441,15 @@ def latency_only(args: argparse.Namespace) -> None:
             if stage in figures:
                 fig[f"p50_{key}_ms_{label}"] = f"{figures[stage][0.5]:.1f}"
                 fig[f"p99_{key}_ms_{label}"] = f"{figures[stage][0.99]:.1f}"
+    for label, figures in (("eos", eos), ("alo", alo)):
+        place = figures.get("bare in place")
+        if place:
+            fig.update({f"floor_inplace_p50_ms_{label}": f"{place[0.5]:.1f}",
+                        f"floor_inplace_p99_ms_{label}": f"{place[0.99]:.1f}",
+                        f"floor_inplace_worker_cpu_pct_{label}": f"{place['cpu']:.1f}"})
+    if "bare in place" in eos and "bare in place" in alo:
+        ratio = eos["bare in place"]["broker_cpu"] / max(alo["bare in place"]["broker_cpu"], 1e-9)
+        fig["floor_inplace_broker_cpu_ratio_eos_alo"] = f"{ratio:.2f}"
     if args.rate == 1000:  # the issue's name for the figure at 1k frames/s
         fig["worker_cpu_pct_1k"] = fig["worker_cpu_pct"]
     fig.update({k: f"{v:.1f}" for k, v in eos.get("floors", {}).items()})

@@ -182,7 +182,7 @@ def latency(args: argparse.Namespace, tmp: Path, guarantee: str) -> dict[str, di
             # the updates begin once the books are live and the idle worker is measured
             # stamped after every start frame (an ack's time_out is the clock at render), far enough
             lead_ns = int((args.idle_seconds + 25) * 1e9)
-            first_ns = time.time_ns() + lead_ns
+            first_ns = (time.time_ns() + lead_ns) // 1000 * 1000  # whole us: frames carry us stamps
             updates = market.updates(count, first_ns=first_ns, spacing_ns=1e9 / args.rate)
             capture = tmp / f"latency-session-{guarantee}.jsonl"
             capture.write_text("\n".join([render.status(1)] + [v.decode() for _, v in start + updates]) + "\n")
@@ -300,7 +300,7 @@ def bare_in_place(args: argparse.Namespace, tmp: Path, guarantee: str, env: dict
         if bare.stdout.readline() != b"ready\n":
             raise SystemExit("the bare worker did not start")
         count = int(args.rate * (args.seconds + WARMUP_SECONDS))
-        first_ns = time.time_ns() + int(10e9)
+        first_ns = (time.time_ns() + int(10e9)) // 1000 * 1000  # whole us: frames carry us stamps
         updates = market.updates(count, first_ns=first_ns, spacing_ns=1e9 / args.rate)
         capture = tmp / f"bare-session-{guarantee}.jsonl"
         capture.write_text("\n".join([render.status(1)] + [v.decode() for _, v in market.start() + updates]) + "\n")

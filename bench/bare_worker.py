@@ -38,6 +38,12 @@ from app.profile import APACHE_KAFKA_FETCH_MAX_WAIT_MS  # noqa: E402
 from app.settings import Settings  # noqa: E402
 
 
+def command(bootstrap: str, source: str, sink: str, exactly_once: bool) -> list[str]:
+    """The command line that runs this bare worker (in a consumer group of its own)."""
+    return [sys.executable, str(Path(__file__).resolve()), "--bootstrap", bootstrap, "--source", source, "--sink", sink,
+            "--group", f"bare-{uuid.uuid4().hex[:8]}"] + (["--exactly-once"] if exactly_once else [])
+
+
 async def run(args: argparse.Namespace) -> None:
     settings = Settings(broker=f"kafka://{args.bootstrap}")
     consumer = AIOKafkaConsumer(args.source, bootstrap_servers=args.bootstrap, group_id=args.group,

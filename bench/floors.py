@@ -57,6 +57,7 @@ from app.kafka_internals import shorten_transaction_backoff  # noqa: E402
 from app.kafka_writer import BatchWriter  # noqa: E402
 from app.profile import APACHE_KAFKA_FETCH_MAX_WAIT_MS  # noqa: E402
 from app.settings import Settings  # noqa: E402
+from bench import bare_worker  # noqa: E402
 from bench.harness import WARMUP_SECONDS, assigned, cpu_seconds, percentiles, steady  # noqa: E402
 
 STAMP = struct.Struct(">q")  # the record's due time, ns
@@ -176,9 +177,8 @@ async def chained(bootstrap: str, rate: float, seconds: float, exactly_once: boo
     settings = Settings.from_env()
     source, sink = await new_topic(bootstrap, partitions), await new_topic(bootstrap, partitions)
     count = int(rate * (seconds + WARMUP_SECONDS))
-    command = [sys.executable, str(ROOT / "bench" / "bare_worker.py"), "--bootstrap", bootstrap, "--source", source,
-               "--sink", sink, "--group", f"bare-{uuid.uuid4().hex[:8]}"] + (["--exactly-once"] if exactly_once else [])
-    bare = await asyncio.create_subprocess_exec(*command, stdout=asyncio.subprocess.PIPE)
+    bare = await asyncio.create_subprocess_exec(*bare_worker.command(bootstrap, source, sink, exactly_once),
+                                                stdout=asyncio.subprocess.PIPE)
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=settings.ingest_linger_ms,
                                 **settings.profile.producer_config())
     await producer.start()

@@ -78,6 +78,20 @@ class Market:
         return out
 
 
+def paced_updates(market: Market, count: int, rate: float, lead_s: float) -> tuple[int, Frames]:
+    """``count`` updates ``1 / rate`` apart, the first stamped ``lead_s`` from now (after every start frame:
+    an ack's ``time_out`` is the clock at render), in whole us (frames carry us stamps); and that stamp."""
+    first_ns = (time.time_ns() + int(lead_s * 1e9)) // 1000 * 1000
+    return first_ns, market.updates(count, first_ns=first_ns, spacing_ns=1e9 / rate)
+
+
+def write_session(path: Path, frames: Frames) -> int:
+    """A session the simulator replays: its status frame, then ``frames``; returns its frame count."""
+    lines = [render.status(1)] + [v.decode() for _, v in frames]
+    path.write_text("\n".join(lines) + "\n")
+    return len(lines)
+
+
 async def preload(settings: Settings, records: Frames, rate: float = 0) -> None:
     """Write ``records`` to ``kraken.raw`` (at ``rate`` frames/s, or as fast as the broker takes them),
     each stamped as the ingest stamps its receive time: at its due time when offered at a rate (a

@@ -23,17 +23,13 @@ from aiokafka import AIOKafkaConsumer
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.harness import BIN, Market, assigned, cluster, rss_mb  # noqa: E402
-from sim import render  # noqa: E402
+from bench.harness import BIN, Market, assigned, cluster, rss_mb, write_session  # noqa: E402
 from tests.processes import free_port  # noqa: E402
 
 
 def capture(path: Path, market: Market, frames: int) -> int:
     """Write the replayed session; returns its frame count."""
-    lines = [render.status(1)] + [v.decode() for _, v in market.start()]
-    lines += [v.decode() for _, v in market.updates(frames)]
-    path.write_text("\n".join(lines) + "\n")
-    return len(lines)
+    return write_session(path, market.start() + market.updates(frames))
 
 
 async def landed(bootstrap: str, topic: str, total: int, pid: int, timeout: float = 300) -> dict[str, float]:

@@ -53,6 +53,7 @@ from aiokafka import AIOKafkaConsumer  # noqa: E402
 
 from app.profile import APACHE_KAFKA_FETCH_MAX_WAIT_MS  # noqa: E402
 from app.settings import Settings  # noqa: E402
+from bench import bare_worker  # noqa: E402
 from bench.floors import floors, new_topic  # noqa: E402
 from bench.harness import (  # noqa: E402
     BIN,
@@ -62,6 +63,7 @@ from bench.harness import (  # noqa: E402
     assigned,
     cluster,
     cpu_seconds,
+    paced_updates,
     percentiles,
     preload,
     read_deltas,
@@ -72,10 +74,10 @@ from bench.harness import (  # noqa: E402
     steady,
     wait_for_result,
     worker,
+    write_session,
 )
 from bench.ingest_load import ingest_throughput  # noqa: E402
 from models.timeutil import rfc3339_ns  # noqa: E402
-from sim import render  # noqa: E402
 
 #: a raw frame's exchange stamp (the bare worker's sink holds raw frames verbatim)
 EXCHANGE_STAMP = re.compile(rb'"timestamp":"([0-9T:.\-]+Z)"')
@@ -180,12 +182,9 @@ def latency(args: argparse.Namespace, tmp: Path, guarantee: str) -> dict[str, di
             asyncio.run(preload(settings, start))
         else:
             # the updates begin once the books are live and the idle worker is measured
-            # stamped after every start frame (an ack's time_out is the clock at render), far enough
-            lead_ns = int((args.idle_seconds + 25) * 1e9)
-            first_ns = (time.time_ns() + lead_ns) // 1000 * 1000  # whole us: frames carry us stamps
-            updates = market.updates(count, first_ns=first_ns, spacing_ns=1e9 / args.rate)
+            first_ns, updates = paced_updates(market, count, args.rate, args.idle_seconds + 25)
             capture = tmp / f"latency-session-{guarantee}.jsonl"
-            capture.write_text("\n".join([render.status(1)] + [v.decode() for _, v in start + updates]) + "\n")
+            write_session(capture, start + updates)
             proc.wait_ready()  # the replay's clock starts when the ingest subscribes
             feeders, sim_port = sim_and_ingest(env, tmp, f"latency-{guarantee}", capture)
         asyncio.run(read_deltas(settings, args.pairs, committed))  # the worker is up and every book is live
@@ -290,20 +289,17 @@ def bare_in_place(args: argparse.Namespace, tmp: Path, guarantee: str, env: dict
     ``kraken.raw`` to a sink topic in the book worker's place; offered -> read from the sink
     (``read_committed``), and the CPU of each process. Percentiles, plus ``cpu`` and ``broker_cpu``."""
     sink = asyncio.run(new_topic(settings.kafka_bootstrap, 8))
-    command = [sys.executable, str(ROOT / "bench" / "bare_worker.py"), "--bootstrap", settings.kafka_bootstrap,
-               "--source", settings.raw_topic, "--sink", sink, "--group", f"bare-{uuid.uuid4().hex[:8]}"]
-    bare = subprocess.Popen(command + (["--exactly-once"] if guarantee == "exactly_once" else []),
-                            stdout=subprocess.PIPE, cwd=ROOT)
+    bare = subprocess.Popen(bare_worker.command(settings.kafka_bootstrap, settings.raw_topic, sink,
+                                                guarantee == "exactly_once"), stdout=subprocess.PIPE, cwd=ROOT)
     feeders: list[subprocess.Popen[bytes]] = []
     try:
         assert bare.stdout is not None
         if bare.stdout.readline() != b"ready\n":
             raise SystemExit("the bare worker did not start")
         count = int(args.rate * (args.seconds + WARMUP_SECONDS))
-        first_ns = (time.time_ns() + int(10e9)) // 1000 * 1000  # whole us: frames carry us stamps
-        updates = market.updates(count, first_ns=first_ns, spacing_ns=1e9 / args.rate)
+        first_ns, updates = paced_updates(market, count, args.rate, 10)
         capture = tmp / f"bare-session-{guarantee}.jsonl"
-        capture.write_text("\n".join([render.status(1)] + [v.decode() for _, v in market.start() + updates]) + "\n")
+        write_session(capture, market.start() + updates)
         feeders, port = sim_and_ingest(env, tmp, f"bare-{guarantee}", capture)
         stamp0, sent0 = replay_origin(port)
         first_due = sent0 + (first_ns - stamp0)

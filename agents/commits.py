@@ -100,11 +100,11 @@ class GroupCommits:
                 else:  # durable once its second stage (if any) and the lane's earlier ones are through
                     self._stages[lane] = asyncio.ensure_future(self._second(lane, upto, previous, stage))
         except Exception as exc:  # raised to the agent by the next add() or settle()
-            self._failed(lane, exc)
+            self._error = self._error or exc
         finally:
             self._tasks.pop(lane, None)
-            if self._error is not None:
-                self._failed(lane, self._error)  # what is left in the lane will not commit
+            if self._error is not None:  # this lane's or another's: what is left in the lane will not commit
+                self._failed(lane, self._error)
 
     async def _second(self, lane: int, upto: int, previous: asyncio.Future[None] | None,
                       stage: Awaitable[None] | None) -> None:

@@ -6,8 +6,9 @@ exactly-once, else outputs then changelog); what arrives meanwhile is merged int
 in order. So the deltas are computed as soon as their frames arrive, and a commit carries whatever piled
 up while the previous one was with the broker: small when the load is light, large under load.
 
-Under exactly-once every partition shares one lane: one transaction per worker per commit, whatever the
-number of partitions (``agents/transactions.py``). At least once, each partition has its own lane.
+The book agent puts every partition in one lane (``one_lane``): under exactly-once one transaction per
+worker per commit, whatever the number of partitions (``agents/transactions.py``); at least once one
+produce request for the outputs, then one for the changelog. ``own_lane`` gives each partition its own.
 
 Under exactly-once the input is acked before its commit: after a crash, each partition resumes from
 the watermark stored with its last commit (the table), and the records after it are read again

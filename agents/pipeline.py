@@ -12,7 +12,7 @@ from typing import Any
 from aiokafka.errors import KafkaError
 
 from agents.catchup import read_range
-from agents.commits import GroupCommits, Job, merged, one_lane, own_lane
+from agents.commits import GroupCommits, Job, merged, one_lane
 from agents.transactions import Fenced, Transactions
 from app.kafka_internals import group_membership
 from app.kafka_writer import BatchWriter, TimedRecord
@@ -76,8 +76,12 @@ class BookPipeline:
         self._resumed: set[int] = set()  # partitions whose first event since assignment was seen
         self._done: dict[int, int] = {}  # raw partition -> last offset whose effects are stored
         self._seen: dict[int, int] = {}  # raw partition -> last offset processed (its commit may be in flight)
-        #: one lane under exactly-once (one transaction per worker per commit), one per partition else
-        self.commits = GroupCommits(self._commit, lane=one_lane if settings.exactly_once else own_lane)
+        #: one lane for every partition: one transaction per worker per commit under exactly-once, and at
+        #: least once one produce request for the outputs of every partition, then one for their changelog.
+        #: A lane per partition (8 commits in flight, each its own requests: the producer sends one request
+        #: per broker at a time, so they queued behind each other) had the same p50 and a worse tail: at 1k
+        #: frames/s, at least once, receive -> read p99 39.6 / 26.5 ms, emitted -> appended p99.9 60 / 15 ms
+        self.commits = GroupCommits(self._commit, lane=one_lane)
         self._fenced: set[int] = set()  # partitions another worker's transactions took over
         self._assigned: set[int] = set()  # raw partitions of the current assignment
         self._lost: set[int] = set()  # partitions whose unprocessed records retention removed

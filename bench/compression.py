@@ -22,7 +22,7 @@ sys.path.insert(0, str(ROOT))
 
 from aiokafka.record.default_records import DefaultRecordBatchBuilder  # noqa: E402
 
-from bench.pipeline import frames  # noqa: E402
+from bench.harness import Market  # noqa: E402
 from models.kraken.wire import frame_key  # noqa: E402
 from models.processor import BookProcessor, Output, ProcessorSettings  # noqa: E402
 from models.records import encode  # noqa: E402
@@ -51,7 +51,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--frames", type=int, default=20000)
     args = parser.parse_args()
-    start, updates = frames(args.frames, 20, 25, 11)
+    market = Market(20, 25, 11)
+    start, updates = market.start(), market.updates(args.frames)
     raw = start + updates
     processor, out = BookProcessor(ProcessorSettings()), []  # type: ignore[var-annotated]
     for offset, (_, value) in enumerate(raw):

@@ -15,7 +15,9 @@ No Faust, no books, no tables: what it costs is what the clients and the broker 
 
     python bench/bare_worker.py --bootstrap host:port --source T --sink T2 --group G [--exactly-once]
 
-It prints ``ready`` once it holds its partitions, and runs until it is terminated.
+It starts at the end of ``--source`` (in the pipeline bench, ``kraken.raw`` already holds the book
+worker's run: copying that first held a 10k frames/s floor back for minutes), prints ``ready`` once it
+holds its partitions and their positions, copies what arrives after that, and runs until it is terminated.
 """
 
 from __future__ import annotations
@@ -47,7 +49,7 @@ def command(bootstrap: str, source: str, sink: str, exactly_once: bool) -> list[
 async def run(args: argparse.Namespace) -> None:
     settings = Settings(broker=f"kafka://{args.bootstrap}")
     consumer = AIOKafkaConsumer(args.source, bootstrap_servers=args.bootstrap, group_id=args.group,
-                                enable_auto_commit=False, auto_offset_reset="earliest",
+                                enable_auto_commit=False, auto_offset_reset="latest",
                                 fetch_max_wait_ms=APACHE_KAFKA_FETCH_MAX_WAIT_MS, isolation_level="read_committed")
     template = BatchWriter(args.bootstrap, "bare-worker", settings.profile.writer_config())
     if args.exactly_once:
@@ -92,6 +94,8 @@ async def run(args: argparse.Namespace) -> None:
         while not stop.is_set():
             fetched = await consumer.getmany(timeout_ms=200)
             if not ready and consumer.assignment():
+                for tp in consumer.assignment():  # resolved now: what arrives after "ready" is copied
+                    await consumer.position(tp)
                 print("ready", flush=True)
                 ready = True
             for tp, messages in fetched.items():

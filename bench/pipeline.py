@@ -297,9 +297,10 @@ def bare_in_place(args: argparse.Namespace, tmp: Path, guarantee: str, env: dict
         if bare.stdout.readline() != b"ready\n":
             raise SystemExit("the bare worker did not start")
         count = int(args.rate * (args.seconds + WARMUP_SECONDS))
+        start = market.start()  # before the updates, as in latency()
         first_ns, updates = paced_updates(market, count, args.rate, 10)
         capture = tmp / f"bare-session-{guarantee}.jsonl"
-        write_session(capture, market.start() + updates)
+        write_session(capture, start + updates)
         feeders, port = sim_and_ingest(env, tmp, f"bare-{guarantee}", capture)
         stamp0, sent0 = replay_origin(port)
         first_due = sent0 + (first_ns - stamp0)

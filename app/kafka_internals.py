@@ -12,12 +12,15 @@ two, so asking again after 1 ms costs a request or two, not a busy loop.
 aiokafka reads the module global on every retry, so setting it changes every transactional producer
 of the process. The versions this was checked against are pinned in ``pyproject.toml``;
 ``tests/unit/app/test_kafka_internals.py`` fails when the name or its use in aiokafka changes.
+
+The other sections: group-generation fencing of transactions (KIP-447), empty control batches
+(KAFKA-7467), and the worker consumer's fetch wait while every partition is in the fetch.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import aiokafka
@@ -252,3 +255,57 @@ def tolerate_cleaned_control_batches() -> None:
         raise RuntimeError(f"aiokafka {aiokafka.__version__} has no PartitionRecords.{ABORT_MARKER_NAME} (checked "
                            f"against {AIOKAFKA_VERSION}); review app/kafka_internals.py before upgrading aiokafka")
     setattr(_fetcher.PartitionRecords, ABORT_MARKER_NAME, _abort_marker_or_cleaned)
+
+
+# -- The fetch wait: long while every wanted partition is in the fetch ---------------------------------------
+
+#: the private names: the fetcher method that builds each node's fetch request, and the wait it reads
+ACTIONS_NAME = "_get_actions_per_node"
+FETCH_WAIT_ATTR = "_fetch_max_wait_ms"
+#: the attribute that turns the long wait on for one fetcher: (the long wait in ms, which partitions the
+#: consumer takes records of)
+IDLE_WAIT_ATTR = "krakenflow_idle_wait"
+_original_actions = getattr(_fetcher.Fetcher, ACTIONS_NAME, None)
+
+#: tp -> whether the consumer takes that partition's records now
+Wanted = Callable[[TopicPartition], bool]
+
+
+def _every_wanted_partition_fetchable(fetcher: Any, assignment: Any, wanted: Wanted) -> bool:
+    """The next fetch leaves out no partition whose records the consumer wants: none is paused or waiting
+    for an offset reset, and the only partitions with records not taken yet are ones it does not take (a
+    Faust worker leaves its table changelogs' records in the fetcher once their recovery is done)."""
+    records = fetcher._records
+    for tp in assignment.tps:
+        state = assignment.state_value(tp)
+        if state.paused or not state.has_valid_position or (tp in records and wanted(tp)):
+            return False
+    return True
+
+
+def _actions_per_node(self: Any, assignment: Any) -> Any:
+    idle = getattr(self, IDLE_WAIT_ATTR, None)
+    if idle is None or not _every_wanted_partition_fetchable(self, assignment, idle[1]):
+        return _original_actions(self, assignment)  # type: ignore[misc]
+    short_wait = getattr(self, FETCH_WAIT_ATTR)
+    setattr(self, FETCH_WAIT_ATTR, idle[0])
+    try:
+        return _original_actions(self, assignment)  # type: ignore[misc]
+    finally:
+        setattr(self, FETCH_WAIT_ATTR, short_wait)
+
+
+def long_idle_fetch_wait(consumer: Any, idle_wait_ms: int, wanted: Wanted = lambda tp: True) -> None:
+    """Let a started aiokafka consumer's fetches wait ``idle_wait_ms`` when they leave out no partition it
+    ``wanted``.
+
+    The broker answers a fetch as soon as one of its partitions has a record, so such a fetch adds no
+    latency however long it may wait. A fetch that leaves out a wanted partition (its records not taken
+    yet, or paused) keeps the consumer's short wait: the broker would hold it while that partition gets
+    records. With the short wait always, an idle worker fetched ~90 times a second (10 ms), ~3 % of a core
+    in the consumer thread alone. Idempotent; raises if aiokafka no longer has the names."""
+    if _original_actions is None or not hasattr(consumer._fetcher, FETCH_WAIT_ATTR):
+        raise RuntimeError(f"aiokafka {aiokafka.__version__} has no Fetcher.{ACTIONS_NAME} or {FETCH_WAIT_ATTR} "
+                           f"(checked against {AIOKAFKA_VERSION}); review app/kafka_internals.py before upgrading")
+    setattr(_fetcher.Fetcher, ACTIONS_NAME, _actions_per_node)
+    setattr(consumer._fetcher, IDLE_WAIT_ATTR, (idle_wait_ms, wanted))

@@ -103,6 +103,11 @@ def profile(name: str) -> BrokerProfile:
 #: wait: new raw records then sit up to 1.5 s (measured: p50 ~870 ms receive -> delta at 1,000 frames/s).
 APACHE_KAFKA_FETCH_MAX_WAIT_MS = 10
 
+#: ... but a fetch that holds every assigned partition is answered as soon as any of them gets a record, so
+#: it may wait longer: an idle worker then fetches 5 times a second, not ~90 (``app/kafka_internals.py``).
+#: It bounds how late a partition resumed or seeked during such a fetch is fetched again
+IDLE_FETCH_WAIT_MS = 200
+
 
 def fetch_max_wait_ms(app: Any) -> int:
     """The worker consumer's fetch wait: ``KRAKENFLOW_FETCH_MAX_WAIT_MS`` of the app's settings."""
@@ -140,6 +145,7 @@ def _idempotent_transport() -> Any:
     from faust.transport.drivers import aiokafka as driver
 
     from app.batching import BatchDrainMixin
+    from app.kafka_internals import long_idle_fetch_wait
 
     class IdempotentProducer(driver.Producer):  # type: ignore[misc]
         def _settings_extra(self) -> Any:
@@ -151,6 +157,16 @@ def _idempotent_transport() -> Any:
             consumer._isolation_level = "read_committed"  # both read when its fetcher starts
             consumer._fetch_max_wait_ms = fetch_max_wait_ms(transport.app)
             return consumer
+
+        async def on_start(self) -> None:
+            await super().on_start()
+            faust_consumer = self.consumer
+
+            def wanted(tp: Any) -> bool:  # the partitions Faust takes records of (aiokafka never pauses them)
+                active = faust_consumer._active_partitions
+                return active is None or tp in active
+
+            long_idle_fetch_wait(self._consumer, IDLE_FETCH_WAIT_MS, wanted)  # its fetcher exists once started
 
     class CommittedConsumer(BatchDrainMixin, driver.Consumer):  # type: ignore[misc]
         def _new_consumer_thread(self) -> driver.AIOKafkaConsumerThread:

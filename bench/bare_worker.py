@@ -34,9 +34,9 @@ sys.path.insert(0, str(ROOT))
 
 from aiokafka import AIOKafkaConsumer, TopicPartition  # noqa: E402
 
-from app.kafka_internals import shorten_transaction_backoff  # noqa: E402
+from app.kafka_internals import long_idle_fetch_wait, shorten_transaction_backoff  # noqa: E402
 from app.kafka_writer import BatchWriter  # noqa: E402
-from app.profile import APACHE_KAFKA_FETCH_MAX_WAIT_MS  # noqa: E402
+from app.profile import APACHE_KAFKA_FETCH_MAX_WAIT_MS, IDLE_FETCH_WAIT_MS  # noqa: E402
 from app.settings import Settings  # noqa: E402
 
 
@@ -59,6 +59,7 @@ async def run(args: argparse.Namespace) -> None:
         producer = template.new_producer()
     await producer.start()
     await consumer.start()
+    long_idle_fetch_wait(consumer, IDLE_FETCH_WAIT_MS)  # the worker's consumer does the same
     writer = BatchWriter(args.bootstrap, "bare-worker", template.config, producer=producer)
     pending: dict[int, list[tuple[bytes | None, bytes | None]]] = {}
     offsets: dict[TopicPartition, int] = {}

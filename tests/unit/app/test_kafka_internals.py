@@ -107,3 +107,22 @@ def test_an_empty_control_batch_reads_as_no_marker_where_aiokafka_raised() -> No
         kafka_internals._original_abort_marker(None, Cleaned())  # aiokafka's own answer
     kafka_internals.tolerate_cleaned_control_batches()
     assert getattr(PartitionRecords, kafka_internals.ABORT_MARKER_NAME)(None, Cleaned()) is False
+
+
+def test_the_fetcher_names_the_long_idle_wait_relies_on_are_there() -> None:
+    import aiokafka.consumer.fetcher as fetcher
+    from aiokafka.consumer.subscription_state import Assignment, TopicPartitionState
+    from faust.transport.consumer import Consumer
+    from faust.types import TP
+
+    actions = getattr(fetcher.Fetcher, kafka_internals.ACTIONS_NAME)
+    assert kafka_internals._original_actions is not None
+    # the request's wait is read from the attribute at each call (so setting it around the call works)
+    reads = {i.argval for i in dis.get_instructions(kafka_internals._original_actions) if i.opname in ("LOAD_ATTR", "LOAD_METHOD")}
+    assert {kafka_internals.FETCH_WAIT_ATTR, "_records", "tps", "state_value"} <= reads
+    assert {"paused", "has_valid_position"} <= set(dir(TopicPartitionState))
+    assert {"tps", "state_value"} <= set(dir(Assignment))
+    assert actions in (kafka_internals._original_actions, kafka_internals._actions_per_node)
+    # Faust's partitions taken (the profile's ``wanted``), whose TPs compare equal to aiokafka's
+    assert "_active_partitions" in Consumer.__annotations__
+    assert fetcher.TopicPartition("t", 1) in {TP("t", 1)}

@@ -1,8 +1,10 @@
 """Read a range of ``kraken.raw`` directly: the records a new partition owner must still process.
 
-Faust resumes a partition at the group's committed offset; a partition whose previous owner died
-before its first commit has none, and the consumer may then start past records that no one
-processed. The books table knows the last offset whose effects it holds, so the gap is read here.
+Faust resumes a partition at the group's committed offset, which may lie past records whose effects
+no commit stored: under exactly-once the input is acked before its transaction commits, and a worker
+killed before its first commit of a partition leaves the offset with nothing in the books table. The
+table knows the last offset whose effects it holds (nothing: the range starts at the topic's first
+record), so the gap is read here.
 """
 
 from __future__ import annotations

@@ -32,12 +32,14 @@ Changes = dict[int, list[Any]]
 @dataclass(slots=True)
 class Job:
     """One batch's share of one raw partition: its outputs, the last raw offset it processed, its table
-    records (by changelog partition)."""
+    records (by changelog partition), and what it leaves known of the pairs' precisions."""
 
     partition: int
     out: list[Output]
     processed: dict[int, int]
     changes: Changes
+    #: the pairs' instrument precisions as the agent knew them after the batch: published once it commits
+    precisions: dict[str, Any] | None = None
 
 
 #: commits the jobs of one lane, in order, together; it may return a second stage (an awaitable) that

@@ -157,6 +157,12 @@ class BookPipeline:
                             continue
                         if message.offset > last + 1:  # records the consumer did not hand over
                             await self._read_gap(partition, last + 1, message.offset, out, processed)
+                    elif self.transactions is not None and message.offset > 0:
+                        # exactly-once, and the table holds nothing of this partition: the group offset the
+                        # consumer resumed at was acked before its transaction committed (a worker killed
+                        # before its first commit of the partition), so what is still in the topic before it
+                        # was never committed by anyone
+                        await self._read_gap(partition, 0, message.offset, out, processed, unstored=True)
                     self._current = (partition, message.offset)
                     strike = self._strikes.get(self._current)
                     if strike is not None and strike[0] >= MAX_STRIKES:
@@ -173,7 +179,8 @@ class BookPipeline:
                 if processed:
                     self._seen.update(processed)
                 # now, before the next batch changes the pairs: the table records of this batch's state
-                await self._add(Job(partition, out, processed, self._prepare(partition, out, processed)))
+                await self._add(Job(partition, out, processed, self._prepare(partition, out, processed),
+                                    dict(self.processor.precisions)))
             self.events += len(records)
             if self._assigned_at is not None:
                 self.recovery_seconds = time.monotonic() - self._assigned_at
@@ -224,7 +231,6 @@ class BookPipeline:
 
     def _prepare(self, partition: int, out: list[Output], processed: dict[int, int]) -> dict[int, list[Any]]:
         """The table records of a partition's batch, from its pairs as they stand now."""
-        self._publish_precisions()
         states = [st for st in self.processor.pairs.values() if st.last_partition == partition]
         deltas = [o.record for o in out if isinstance(o.record, BookDeltaRecord)]
         for delta in deltas:
@@ -239,10 +245,14 @@ class BookPipeline:
         """Deliver the jobs' outputs and store their pairs' changes: in one transaction under exactly-once
         (every partition of the lane), else outputs first, then, as a second stage (the lane's next
         outputs go meanwhile), the changelog, then RocksDB."""
+        known = next((j.precisions for j in reversed(jobs) if j.precisions is not None), None)
         if self.transactions is None:
             out, processed, changes = merged(jobs)
             await self._deliver(out)
-            return self._store(changes, processed) if changes or processed else None
+            if changes or processed:
+                return self._store(changes, processed, known)
+            self._publish_precisions(known)
+            return None
         else:
             live = [j for j in jobs if j.partition not in self._fenced]  # fenced: the new owner redoes them
             out, processed, changes = merged(live)
@@ -258,14 +268,17 @@ class BookPipeline:
                 self.store.apply(changes, {p: last.get(p) for p in changes})
             if processed:
                 self._done.update(processed)
+            self._publish_precisions(known)
         return None
 
-    async def _store(self, changes: dict[int, list[Any]], processed: dict[int, int]) -> None:
+    async def _store(self, changes: dict[int, list[Any]], processed: dict[int, int],
+                     known: dict[str, Any] | None) -> None:
         """At least once, after the outputs: the changelog, then the local RocksDB."""
         if changes:
             self.store.apply(changes, await self._log_changes(changes))
         if processed:
             self._done.update(processed)
+        self._publish_precisions(known)
 
     def _give_up(self, partition: int) -> None:
         """Fenced: forget the partition's pairs (their state may be ahead of what committed) and skip
@@ -343,11 +356,15 @@ class BookPipeline:
         self.changelog_caught_up += len(records)
 
     async def _read_gap(self, partition: int, start: int, end: int, out: list[Output],
-                        processed: dict[int, int]) -> None:
+                        processed: dict[int, int], unstored: bool = False) -> None:
         """Process raw records ``start``..``end - 1`` of ``partition``, read directly: the consumer group
-        resumed past the stored watermark (a takeover), or skipped records (seen after rebalances)."""
+        resumed past the stored watermark (a takeover), or skipped records (seen after rebalances).
+        ``unstored``: the table holds nothing of the partition, and the range is what the topic still has
+        before ``end`` (its beginning removed by retention is no loss: nobody owed it)."""
         stored = self._seen.get(partition, self._done.get(partition))
-        if stored is not None and start == stored + 1 and partition not in processed:
+        if unstored:
+            pass  # said below, if the topic still has any
+        elif stored is not None and start == stored + 1 and partition not in processed:
             log.warning("raw partition %d resumes at offset %d but the books table holds offsets up to %d: "
                         "processing the %d records in between first", partition, end, start - 1, end - start)
         else:
@@ -355,7 +372,10 @@ class BookPipeline:
                         partition, start, end - 1)
         records, first = await read_range(self.settings.kafka_bootstrap, self.settings.raw_topic, partition,
                                           start, end, kafka_client_config(self.settings))
-        if first > start:
+        if unstored and records:
+            log.warning("raw partition %d resumes at offset %d but the books table holds nothing of it: processing "
+                        "the %d records before it first", partition, end, len(records))
+        if first > start and not unstored:
             self.lost_records += first - start
             self._lost.add(partition)
             log.error("raw partition %d: offsets %d..%d are gone (kraken.raw retention, KRAKENFLOW_RAW_RETENTION_HOURS)"
@@ -409,8 +429,11 @@ class BookPipeline:
                 log.warning("changelog write failed (%s); retrying in %.1f s", exc, delay)
                 await asyncio.sleep(delay)
 
-    def _publish_precisions(self) -> None:
-        for symbol, precision in self.processor.precisions.items():
+    def _publish_precisions(self, known: dict[str, Any] | None) -> None:
+        """Into the instruments table (every worker's), once the batches that learned them committed: a
+        redo of batches whose transaction aborted must not find what they alone learned (it formats a
+        book's levels), or its deltas would differ from the aborted ones a read_uncommitted reader kept."""
+        for symbol, precision in (known or {}).items():
             if self._published.get(symbol) != precision:
                 self.remember_precision(symbol, precision)
                 self._published[symbol] = precision

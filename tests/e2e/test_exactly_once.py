@@ -4,12 +4,14 @@ its own books, rebuilt from them alone, verify every checksum and equal the exch
 
 from __future__ import annotations
 
+import asyncio
 import random
 import signal
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from aiokafka.admin import AIOKafkaAdminClient
 
 from models.symbols import normalize
 from tests.brokers import DEFAULT, KAFKA
@@ -50,4 +52,30 @@ def test_twenty_worker_kills_leave_every_delta_exactly_once(cluster: Cluster) ->
         wait_until(lambda: (lambda now: set(now) == SYMBOLS and all(now[s] > before.get(s, 0) + 2 for s in now))(
             seq_now(ports[survivor])), 120, f"every book to move on after kill {kill + 1}")
 
+    assert_exactly_once(cluster, PAIRS, DEPTH)
+
+
+def raw_offsets_committed(cluster: Cluster) -> int:
+    """The sum of the worker group's committed ``kraken.raw`` offsets."""
+    async def committed() -> int:
+        admin = AIOKafkaAdminClient(bootstrap_servers=cluster.bootstrap)
+        await admin.start()
+        try:
+            offsets = await admin.list_consumer_group_offsets(cluster.env["KRAKENFLOW_APP_ID"])
+        finally:
+            await admin.close()
+        return sum(o.offset for tp, o in offsets.items() if tp.topic == cluster.topic("raw") and o.offset > 0)
+
+    return asyncio.run(committed())
+
+
+def test_a_worker_killed_before_its_first_commit_leaves_every_record_to_the_next(cluster: Cluster) -> None:
+    # its commits never end (each held open past the test): Faust still acks the raw records it processed,
+    # so the group offset moves past records whose transaction never commits
+    cluster.start_worker("a", env={"KRAKENFLOW_FAULT_COMMIT_HOLD_MS": "600000", **SESSION_TIMEOUT})
+    wait_until(lambda: raw_offsets_committed(cluster) > 0, 60, "worker a's group offsets past its first records")
+    cluster.stop("a", signal.SIGKILL)
+    port = cluster.start_worker("b", env=SESSION_TIMEOUT)
+    wait_until(lambda: set(seq_now(port)) == SYMBOLS, 120, "books live on the next worker")
+    # the deltas of the aborted transaction, seen read_uncommitted, are redone the same and committed
     assert_exactly_once(cluster, PAIRS, DEPTH)

@@ -284,12 +284,37 @@ def latency(args: argparse.Namespace, tmp: Path, guarantee: str) -> dict[str, di
         broker.terminate()
 
 
+async def observer(bootstrap: str, topic: str, isolation: str, stop: asyncio.Event, ready: asyncio.Event) -> int:
+    """A reader of ``topic`` from its end until ``stop``: the floor run carries the pipeline run's other
+    readers, which share the two cores with what they measure. It only looks into each record (as
+    ``raw_latencies`` does): parsing the sink's raw frames cost more than the deltas reader parsing deltas
+    (bench readers 43 % of a core in the floor run, 31 % in the pipeline's), and a floor must not be
+    inflated."""
+    consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, enable_auto_commit=False,
+                                auto_offset_reset="latest", fetch_max_wait_ms=APACHE_KAFKA_FETCH_MAX_WAIT_MS,
+                                isolation_level=isolation)
+    await consumer.start()
+    seen = 0
+    try:
+        for tp in await assigned(consumer):
+            await consumer.position(tp)
+        ready.set()
+        while not stop.is_set():
+            for batch in (await consumer.getmany(timeout_ms=200, max_records=10000)).values():
+                for m in batch:
+                    seen += b'"type":"update"' in m.value
+    finally:
+        await consumer.stop()
+    return seen
+
+
 def bare_in_place(args: argparse.Namespace, tmp: Path, guarantee: str, env: dict[str, str], settings: Settings,
                   market: Market, broker_pid: int) -> dict[Any, float]:
     """The floor under the same load: the simulator and a fresh ingest offer the same rate, and
     ``bench/bare_worker.py`` (aiokafka alone: the worker's consumer, writer and commit pattern) copies
     ``kraken.raw`` to a sink topic in the book worker's place; offered -> read from the sink
-    (``read_committed``), and the CPU of each process. Percentiles, plus ``cpu`` and ``broker_cpu``."""
+    (``read_committed``), with the pipeline run's other readers beside it (:func:`observer`), and the CPU
+    of each process. Percentiles, plus ``cpu`` and ``broker_cpu``."""
     sink = asyncio.run(new_topic(settings.kafka_bootstrap, 8))
     bare = subprocess.Popen(bare_worker.command(settings.kafka_bootstrap, settings.raw_topic, sink,
                                                 guarantee == "exactly_once"), stdout=subprocess.PIPE, cwd=ROOT)
@@ -312,8 +337,17 @@ def bare_in_place(args: argparse.Namespace, tmp: Path, guarantee: str, env: dict
                                         auto_offset_reset="earliest", fetch_max_wait_ms=APACHE_KAFKA_FETCH_MAX_WAIT_MS,
                                         isolation_level="read_committed")
             await consumer.start()
+            # the pipeline run's other readers: kraken.raw, and the low-latency path under exactly-once
+            stop = asyncio.Event()
+            watching = [(settings.raw_topic, "read_uncommitted")] + (
+                [(sink, "read_uncommitted")] if guarantee == "exactly_once" else [])
+            readies = [asyncio.Event() for _ in watching]
+            observers = [asyncio.ensure_future(observer(settings.kafka_bootstrap, topic, isolation, stop, ready))
+                         for (topic, isolation), ready in zip(watching, readies, strict=True)]
             try:
                 await assigned(consumer)
+                for ready in readies:
+                    await asyncio.wait_for(ready.wait(), 60)
                 await asyncio.sleep(max(0.0, (first_due - time.time_ns()) / 1e9))  # until the load begins
                 pids = {"bare worker": bare.pid, "broker": broker_pid, "sim": feeders[0].pid, "ingest": feeders[1].pid,
                         "bench readers": os.getpid()}
@@ -332,6 +366,8 @@ def bare_in_place(args: argparse.Namespace, tmp: Path, guarantee: str, env: dict
                 wall = time.monotonic() - started
                 return out, {name: (cpu_seconds(pid) - busy[name]) / wall * 100 for name, pid in pids.items()}
             finally:
+                stop.set()
+                await asyncio.gather(*observers, return_exceptions=True)
                 await consumer.stop()
 
         stamped, cpu = asyncio.run(offered())

@@ -362,8 +362,8 @@ class BookPipeline:
         ``unstored``: the table holds nothing of the partition, and the range is what the topic still has
         before ``end`` (its beginning removed by retention is no loss: nobody owed it)."""
         stored = self._seen.get(partition, self._done.get(partition))
-        if unstored:
-            pass  # said below, if the topic still has any
+        if unstored:  # said once read: the topic may hold nothing before ``end``
+            pass
         elif stored is not None and start == stored + 1 and partition not in processed:
             log.warning("raw partition %d resumes at offset %d but the books table holds offsets up to %d: "
                         "processing the %d records in between first", partition, end, start - 1, end - start)
@@ -372,10 +372,11 @@ class BookPipeline:
                         partition, start, end - 1)
         records, first = await read_range(self.settings.kafka_bootstrap, self.settings.raw_topic, partition,
                                           start, end, kafka_client_config(self.settings))
-        if unstored and records:
-            log.warning("raw partition %d resumes at offset %d but the books table holds nothing of it: processing "
-                        "the %d records before it first", partition, end, len(records))
-        if first > start and not unstored:
+        if unstored:
+            if records:
+                log.warning("raw partition %d resumes at offset %d but the books table holds nothing of it: "
+                            "processing the %d records before it first", partition, end, len(records))
+        elif first > start:
             self.lost_records += first - start
             self._lost.add(partition)
             log.error("raw partition %d: offsets %d..%d are gone (kraken.raw retention, KRAKENFLOW_RAW_RETENTION_HOURS)"

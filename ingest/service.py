@@ -10,7 +10,8 @@
   connections; an ingest that stood still (a pause) holds its frames back until the group says it
   still holds the lock, and stands by if another took over.
 * Records: key = pair (``BTC/USD``) for pair frames, ``conn:<id>`` for connection frames; headers
-  ``recv_ns``, ``conn_id``, ``seq`` (per connection). acks=all; one partition per pair keeps order.
+  ``recv_ns``, ``conn_id``, ``seq`` (per connection), ``lock_gen``, and ``prec`` (the pair's precision, so
+  a worker formats each book from its own partition). acks=all; one partition per pair keeps order.
 * Pairs are spread over connections of at most ``pairs_per_connection`` pairs.
 * Resync requests from book agents arrive on ``kraken.control``.
 """
@@ -36,7 +37,7 @@ from app.settings import Settings
 from app.topics import ensure_topics
 from ingest.connection import FrameSink, KrakenConnection, SinkUnavailable
 from ingest.election import Election, lock_consumer
-from ingest.raw import raw_record
+from ingest.raw import PrecisionStamps, raw_record
 from ingest.rotation import Handover, rotate_forever
 from models.backoff import Backoff
 from models.connect_limit import ConnectLimiter
@@ -77,6 +78,8 @@ class Ingest:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.stats = IngestStats()
+        #: the pairs' precisions, stamped on their frames (``ingest/raw.py``)
+        self.stamps = PrecisionStamps()
         self.connections: list[KrakenConnection] = []
         self.active = asyncio.Event()
         self._producer: AIOKafkaProducer | None = None
@@ -353,6 +356,7 @@ class Ingest:
     # -- frames ------------------------------------------------------------------------------------
 
     async def _publish(self, text: str, recv_ns: int, connection_id: str, seq: int, key: str | None) -> None:
+        stamp = self.stamps.stamp(text, key)  # first: what a dropped instrument frame taught still holds
         self._stood_still()
         if not self.writable.is_set():
             await self.writable.wait()  # the lock in doubt; cancelled with the connection if it is lost
@@ -362,7 +366,7 @@ class Ingest:
                 self.stats.dropped += 1
                 return
             producer = await self._renewed_producer()
-        record_key, data, headers = raw_record(text, recv_ns, connection_id, seq, key, self.lock_generation)
+        record_key, data, headers = raw_record(text, recv_ns, connection_id, seq, key, self.lock_generation, stamp)
         channel = channel_of(text)
         stats = self.stats
         stats.frames[channel] = stats.frames.get(channel, 0) + 1

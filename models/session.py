@@ -41,6 +41,7 @@ from dataclasses import dataclass, field
 
 from models.book import BookDelta, L2Book, new_book
 from models.kraken.frames import (
+    MAX_PRECISION,
     Ack,
     BookData,
     BookFrame,
@@ -80,6 +81,38 @@ class RawRecord:
     recv_ns: int | None = None
     #: the ingest election's generation the frame was written in (None: replay, capture)
     lock_gen: int | None = None
+    #: the ``prec`` header (:func:`precision_stamp`): the precision the writer knew for the frame's pair
+    #: (None: a writer that stamps none, such as a capture read directly or an older ingest)
+    stamp: bytes | None = None
+
+
+#: the ``kraken.raw`` header in which the ingest stamps a pair frame with the pair's instrument precision.
+#: Instrument frames come on the connection's partition, books on their pair's: a worker that took its
+#: precisions from the instrument frames it had processed would format a book by the order it happened to
+#: fetch two partitions in, so a redo of an aborted transaction could differ from the aborted deltas a
+#: ``read_uncommitted`` reader kept. A stamp travels with the frame it formats.
+PRECISION_HEADER = "prec"
+_STAMPS: dict[bytes, Precision] = {}
+
+
+def precision_stamp(precision: Precision | None) -> bytes:
+    """The ``prec`` header of a pair frame: ``b"2,8"`` (price, qty decimals), ``b""`` when the writer knows
+    none yet. On an instrument frame, any ``prec`` header says the writer stamps its pair frames."""
+    return b"" if precision is None else f"{precision[0]},{precision[1]}".encode()
+
+
+def stamped_precision(stamp: bytes) -> Precision | None:
+    """The precision a ``prec`` header names (None: the writer knew none); ValueError for anything else."""
+    precision = _STAMPS.get(stamp)
+    if precision is not None or not stamp:
+        return precision
+    price, _, qty = stamp.partition(b",")
+    if not (price.isdigit() and qty.isdigit() and len(stamp) <= 5 and int(price) <= MAX_PRECISION
+            and int(qty) <= MAX_PRECISION):
+        raise ValueError(f"prec header {stamp[:40]!r} is not two decimal counts up to {MAX_PRECISION} such as "
+                         "b'2,8' (the ingest writes it)")
+    precision = _STAMPS[stamp] = (int(price), int(qty))
+    return precision
 
 
 @dataclass(slots=True)
@@ -232,8 +265,12 @@ class BookSession:
         elif isinstance(frame, ParseError):
             self.reject(record, frame.reason)
         elif isinstance(frame, InstrumentFrame):
+            # from a writer that stamps its pair frames, it informs (queries, the instruments table): each
+            # book takes its precision from its own frames' stamps, in its partition's order
+            rekey = record.stamp is None
             refused = [why for pair in frame.pairs
-                       if (why := self.set_precision(pair.symbol, (pair.price_precision, pair.qty_precision)))]
+                       if (why := self.set_precision(pair.symbol, (pair.price_precision, pair.qty_precision),
+                                                     rekey))]
             if refused:  # one dead letter per frame, however many of its pairs were refused
                 self.reject(record, "; ".join(refused))
         elif isinstance(frame, Ack):
@@ -332,12 +369,26 @@ class BookSession:
                                 "not a time between 1970 and 2262")
             return
         st.frames += 1
+        stamp, stamped = record.stamp, None
+        if stamp is not None:
+            try:
+                stamped = stamped_precision(stamp)
+            except ValueError as exc:
+                self.reject(record, f"book message for {data.symbol}: {exc}")
+                return
+            if not is_snapshot and stamped is not None and st.book is not None and st.book.precision != stamped \
+                    and not self._restamp(st, stamped, record):
+                return
         book = st.book
         if ts >= st.next_grid_ns and book is not None and st.state in ("live", "stale"):
             self.on_grid(st, ts)
         st.ts_exchange_ns, st.recv_ns = ts, record.recv_ns or 0
         if is_snapshot:
-            self._apply_snapshot(st, record, data)
+            if stamp is None:
+                precision = self.precisions.get(st.symbol) or self.precision_of(st.symbol)
+            else:  # a writer that knew none keeps the pair's own: never another partition's
+                precision = stamped if stamped is not None or st.book is None else st.book.precision
+            self._apply_snapshot(st, record, data, precision)
             return
         if book is None or st.state in ("invalidated", "resyncing"):
             self.counters["discarded"] += 1
@@ -363,8 +414,7 @@ class BookSession:
         elif delta.checksum_ok and st.verified_precision != book.precision:
             st.mark_verified()  # a precision change the checksums confirm: the one to keep from now on
 
-    def _apply_snapshot(self, st: PairState, record: RawRecord, data: BookData) -> None:
-        precision = self.precisions.get(st.symbol) or self.precision_of(st.symbol)
+    def _apply_snapshot(self, st: PairState, record: RawRecord, data: BookData, precision: Precision | None) -> None:
         if precision is not None and precision == self.suspect_precisions.get(st.symbol):
             precision = None  # exposed as forged here; the instruments table may not have healed yet
         if not st.knows_verified and st.book is not None and st.state in ("live", "stale"):
@@ -457,9 +507,9 @@ class BookSession:
                 # pair's first book frame would not be stored, and a restart would fall back to the default
                 st.last_partition = record.partition
 
-    def set_precision(self, symbol: str, precision: Precision) -> str | None:
-        """An instrument frame's precision: honoured by live books (re-keyed exactly). Returns why it was
-        refused, if it was."""
+    def set_precision(self, symbol: str, precision: Precision, rekey: bool = True) -> str | None:
+        """An instrument frame's precision: honoured by live books (re-keyed exactly) unless ``rekey`` is
+        off (their frames are stamped). Returns why it was refused, if it was."""
         if self.precisions.get(symbol) == precision:
             return None
         if self.suspect_precisions.get(symbol) == precision:
@@ -467,7 +517,7 @@ class BookSession:
             return (f"suspect instrument: precision {precision} for {symbol} broke its verified book before (its "
                     "checksums failed while the previous precision verified them); refused again")
         st = self.pairs.get(symbol)
-        if st is not None and st.book is not None and st.book.precision != precision:
+        if rekey and st is not None and st.book is not None and st.book.precision != precision:
             if not st.knows_verified and st.state in ("live", "stale"):
                 st.mark_verified()
             try:
@@ -479,6 +529,27 @@ class BookSession:
                 return f"instrument precision {precision} for {symbol} contradicts its live book ({exc}); refused"
         self.precisions[symbol] = precision
         return None
+
+    def _restamp(self, st: PairState, precision: Precision, record: RawRecord) -> bool:
+        """An update stamped with another precision than its book's (the instrument changed): re-key the book
+        exactly before the update applies, unless that precision broke the book before (kept out). False
+        when the book cannot take it (the update is refused, the book resyncs)."""
+        book = st.book
+        assert book is not None
+        if precision == self.suspect_precisions.get(st.symbol):
+            return True
+        if not st.knows_verified and st.state in ("live", "stale"):
+            st.mark_verified()
+        try:
+            book.set_precision(precision)
+        except NumberError as exc:
+            # the book's own levels cannot be written at the new precision: only a fresh snapshot can say
+            self.reject(record, f"precision {precision} stamped on a {st.symbol} update contradicts its book "
+                                f"({exc}); resync requested")
+            self.invalidate(st, f"precision change to {precision} contradicts the book", record)
+            return False
+        st.revision += 1
+        return True
 
     def _suspect(self, st: PairState, suspect: Precision, kept: Precision | None) -> str:
         """The pair's checksums failed at ``suspect`` and verify at ``kept`` (None: the decimals as sent):

@@ -14,6 +14,7 @@ import orjson
 import pytest
 from aiokafka.admin import AIOKafkaAdminClient
 
+from sim.pairs import catalogue
 from tests.brokers import DEFAULT, KAFKA
 from tests.cluster import Cluster, wait_until
 
@@ -109,6 +110,22 @@ def test_one_live_ingest_spread_over_connections_and_failover(cluster: Cluster) 
     after = [d for d in deltas if d["ts_recv_ns"] > failover_ns]
     assert {d["symbol"] for d in after if d["is_snapshot"]} == {p.replace("/", "-") for p in PAIRS}, \
         "the standby started every book from a fresh snapshot"
+    assert_stamped(cluster.read("raw", until=None))
+
+
+def assert_stamped(records: list[dict[str, Any]]) -> None:
+    """Each ingest stamps every book frame it writes after the instrument snapshot with the pair's precision
+    (the ``prec`` header), on all its connections, the ones without the instrument channel too."""
+    expected = {s.symbol: f"{s.price_precision},{s.qty_precision}" for s in catalogue()}
+    ingests: dict[str, list[dict[str, Any]]] = {}
+    for r in records:
+        ingests.setdefault(r["_headers"]["conn_id"].split(":")[1], []).append(r)
+    assert len(ingests) == 2, "both ingests wrote"
+    for written in ingests.values():
+        learnt = min(int(r["_headers"]["recv_ns"]) for r in written if r.get("channel") == "instrument")
+        books = [r for r in written if r.get("channel") == "book" and int(r["_headers"]["recv_ns"]) > learnt]
+        assert {r["data"][0]["symbol"] for r in books} == set(PAIRS)
+        assert {(r["data"][0]["symbol"], r["_headers"]["prec"]) for r in books} == {(p, expected[p]) for p in PAIRS}
 
 
 def test_reconnects_after_drops_and_resyncs_a_silent_pair(cluster: Cluster) -> None:

@@ -9,6 +9,9 @@ joins the next one) with the worker's writer settings.
   also commits the consumer's offsets in it once its records are acked (``send_offsets_to_transaction``:
   the same AddOffsetsToTxn + TxnOffsetCommit pair the worker's group fence sends, at the same point).
 * at least once: the records are sent acks=all, then the offsets are committed.
+* ``--state T``: each commit also writes, for each partition it covers, the consumed offset to the same
+  partition of ``T``, as the book worker writes its watermark to the books changelog: the floor of a
+  worker whose state commits with its outputs.
 
 No Faust, no books, no tables: what it costs is what the clients and the broker cost per cycle.
 ``bench/floors.py`` runs it as a process of its own, so its CPU can be read beside the worker's.
@@ -40,10 +43,11 @@ from app.profile import APACHE_KAFKA_FETCH_MAX_WAIT_MS, IDLE_FETCH_WAIT_MS  # no
 from app.settings import Settings  # noqa: E402
 
 
-def command(bootstrap: str, source: str, sink: str, exactly_once: bool) -> list[str]:
+def command(bootstrap: str, source: str, sink: str, exactly_once: bool, state: str | None = None) -> list[str]:
     """The command line that runs this bare worker (in a consumer group of its own)."""
     return [sys.executable, str(Path(__file__).resolve()), "--bootstrap", bootstrap, "--source", source, "--sink", sink,
-            "--group", f"bare-{uuid.uuid4().hex[:8]}"] + (["--exactly-once"] if exactly_once else [])
+            "--group", f"bare-{uuid.uuid4().hex[:8]}"] + (["--exactly-once"] if exactly_once else []) + (
+            ["--state", state] if state else [])
 
 
 async def run(args: argparse.Namespace) -> None:
@@ -78,6 +82,9 @@ async def run(args: argparse.Namespace) -> None:
             futures = []
             for partition, records in batch.items():
                 futures.extend(await writer.send_partition(args.sink, partition, records))
+                if args.state:  # the consumed offset, as the book worker's watermark, in the same commit
+                    watermark = str(done[TopicPartition(args.source, partition)]).encode()
+                    futures.extend(await writer.send_partition(args.state, partition, [(b"watermark", watermark)]))
             await asyncio.gather(*futures)
             if args.exactly_once:
                 # after the records, as the worker's fence: sent while the previous transaction's markers
@@ -119,6 +126,8 @@ def main() -> None:
     parser.add_argument("--sink", required=True)
     parser.add_argument("--group", required=True)
     parser.add_argument("--exactly-once", action="store_true")
+    parser.add_argument("--state", help="a topic with --source's partitions: each commit also writes each of its "
+                                         "partitions' consumed offset there (the book worker's watermark)")
     asyncio.run(run(parser.parse_args()))
 
 

@@ -147,6 +147,8 @@ class PairState:
     verified_precision: Precision | None = None
     #: the book last verified at the decimals as sent, before its pair's precision was known
     verified_as_sent: bool = False
+    #: its book frames carry the live ingest's precision stamp: they set its precision, instrument frames do not
+    stamped: bool = False
 
     def mark_verified(self) -> None:
         """The book's checksum verified: its precision (or the decimals as sent) is the one to keep."""
@@ -265,12 +267,10 @@ class BookSession:
         elif isinstance(frame, ParseError):
             self.reject(record, frame.reason)
         elif isinstance(frame, InstrumentFrame):
-            # from a writer that stamps its pair frames, it informs (queries, the instruments table): each
-            # book takes its precision from its own frames' stamps, in its partition's order
-            rekey = record.stamp is None
+            stamping = record.stamp is not None
             refused = [why for pair in frame.pairs
                        if (why := self.set_precision(pair.symbol, (pair.price_precision, pair.qty_precision),
-                                                     rekey))]
+                                                     stamping))]
             if refused:  # one dead letter per frame, however many of its pairs were refused
                 self.reject(record, "; ".join(refused))
         elif isinstance(frame, Ack):
@@ -376,6 +376,10 @@ class BookSession:
             except ValueError as exc:
                 self.reject(record, f"book message for {data.symbol}: {exc}")
                 return
+            st.stamped = True
+            if stamped is not None and self.precisions.get(st.symbol) != stamped \
+                    and stamped != self.suspect_precisions.get(st.symbol):
+                self.precisions[st.symbol] = stamped  # the instruments table follows the stamps
             if not is_snapshot and stamped is not None and st.book is not None and st.book.precision != stamped \
                     and not self._restamp(st, stamped, record):
                 return
@@ -507,9 +511,9 @@ class BookSession:
                 # pair's first book frame would not be stored, and a restart would fall back to the default
                 st.last_partition = record.partition
 
-    def set_precision(self, symbol: str, precision: Precision, rekey: bool = True) -> str | None:
-        """An instrument frame's precision: honoured by live books (re-keyed exactly) unless ``rekey`` is
-        off (their frames are stamped). Returns why it was refused, if it was."""
+    def set_precision(self, symbol: str, precision: Precision, stamping: bool = False) -> str | None:
+        """An instrument frame's precision (``stamping``: from a writer that stamps its pair frames): honoured
+        by live books (re-keyed exactly) whose frames carry no stamp. Returns why it was refused, if it was."""
         if self.precisions.get(symbol) == precision:
             return None
         if self.suspect_precisions.get(symbol) == precision:
@@ -517,7 +521,17 @@ class BookSession:
             return (f"suspect instrument: precision {precision} for {symbol} broke its verified book before (its "
                     "checksums failed while the previous precision verified them); refused again")
         st = self.pairs.get(symbol)
-        if rekey and st is not None and st.book is not None and st.book.precision != precision:
+        if st is not None and st.stamped:
+            # its precision comes with its frames, in its partition's order: the live ingest's instrument
+            # frames bring nothing more, and one without the stamp header contradicts the live ingest
+            if stamping:
+                return None
+            self.counters["instrument_conflicts"] += 1
+            known = self.precisions.get(symbol)
+            return (f"instrument precision {precision} for {symbol} contradicts "
+                    f"{'the decimals as sent' if known is None else known}, which the live ingest stamps on its "
+                    "frames (the prec header); refused")
+        if st is not None and st.book is not None and st.book.precision != precision:
             if not st.knows_verified and st.state in ("live", "stale"):
                 st.mark_verified()
             try:

@@ -20,6 +20,7 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.structs import TopicPartition
 
 from broker.kafka import KafkaCluster, java_binary, maven_binary, start_kafka
+from tests.brokers import shared_kafka
 from tests.processes import ROOT, free_port
 
 pytestmark = pytest.mark.integration
@@ -172,6 +173,24 @@ def test_missing_or_old_java_and_missing_maven_name_the_fix(tmp_path: Path) -> N
     no_mvn = run_python("from broker.kafka import ensure_jars; ensure_jars()", str(tmp_path / "java17"),
                         tmp_path / "home")
     assert no_mvn.returncode == 1 and "apt-get install -y maven" in no_mvn.stderr
+
+
+async def test_a_client_that_knows_no_broker_asks_the_cluster_again_before_topics_count_as_ready() -> None:
+    """A node starting up may answer metadata with no brokers; aiokafka's client then knows none (it keeps
+    the answer it had, which after a bootstrap is none). Asking no broker is not every broker ready."""
+    from app.topics import _wait_ready
+
+    bootstrap = shared_kafka().bootstrap
+    topic = f"ready-{os.getpid()}-{time.monotonic_ns()}"
+    await create_topic(bootstrap, topic)
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        admin._client.cluster._brokers.clear()  # what aiokafka's bootstrap is left with after such an answer
+        await asyncio.wait_for(_wait_ready(admin, {topic: 1}), 30)
+        assert admin._client.cluster.brokers(), "the brokers were looked up and asked"
+    finally:
+        await admin.close()
 
 
 async def test_topics_are_ready_on_every_broker_when_ensure_topics_returns(tmp_path: Path,

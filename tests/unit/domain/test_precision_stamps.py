@@ -103,6 +103,7 @@ def test_a_stamped_precision_change_rekeys_the_book_at_its_first_frame() -> None
     assert early.deltas == late.deltas
     assert ingest.partitions[BOOKS][first].stamp == b"3,8"
     assert early.pairs[spec.symbol].book is not None and early.pairs[spec.symbol].book.precision == (3, 8)
+    assert early.precisions[spec.symbol] == late.precisions[spec.symbol] == (3, 8), "the instruments table follows"
     prices = [price for price, _ in early.deltas[-1][1]]
     assert prices[0] == bids[0][0] + "0" and all(len(p.split(".")[1]) == 3 for p in prices), \
         "the update is written at the new precision"
@@ -118,9 +119,9 @@ def test_a_writer_that_knew_no_precision_yet_leaves_a_new_book_as_sent() -> None
     ingest.write(render.instrument([spec]), None)
     early, late = _session(ingest, instrument_first=True), _session(ingest, instrument_first=False)
     assert early.deltas == late.deltas
-    # the instrument frame, read after the book, informs: it does not re-key a book its writer stamps
+    # the instrument frame, read after the book, does not re-key a book whose frames are stamped
     assert [s.pairs[spec.symbol].book.precision for s in (early, late) if s.pairs[spec.symbol].book] == [None, None]
-    assert late.precisions[spec.symbol] == (2, 8)
+    assert early.rejects == late.rejects == []
 
 
 @pytest.mark.parametrize("header", [b"x", b"2,", b"2,8,1", b"99,8", b"-1,8", b"2" * 40, b"\xff,8"])
@@ -155,3 +156,24 @@ def test_stamps_round_trip_through_the_raw_headers() -> None:
     assert read_raw(b"{}", b"ETH/USD", 0, 0, headers).stamp == b"2,8"
     assert read_raw(b"{}", b"ETH/USD", 0, 0, dict(headers)).stamp == b"2,8"  # Faust's event headers
     assert read_raw(b"{}", b"ETH/USD", 0, 0, raw_record("{}", NOW, "c1", 0, None)[2]).stamp is None
+
+
+def test_an_instrument_frame_without_a_stamp_cannot_change_a_stamped_book() -> None:
+    # a forger that copies the live ingest's lock_gen but not its stamp (or an older ingest): refused, once per
+    # frame, and the book goes on at the stamped precision without a resync
+    spec = catalogue()[1]
+    ingest = Ingest()
+    _market(spec, ingest, 40)
+    wrong = PairSpec(spec.symbol, 4, 8, spec.price, spec.qty, spec.activity)
+    forged = raw_record(render.instrument([wrong]), NOW, "forger", 0, None, 1)  # no prec header
+    records = ingest.partitions[BOOKS]
+    session = Recording()
+    for record in ingest.partitions[CONN] + records[:10]:
+        session.process(record)
+    session.process(read_raw(forged[1], forged[0], CONN, 1, forged[2]))
+    for record in records[10:]:
+        session.process(record)
+    assert len(session.rejects) == 1 and "contradicts (2, 8), which the live ingest stamps" in session.rejects[0]
+    assert session.counters["instrument_conflicts"] == 1 and session.precisions[spec.symbol] == (2, 8)
+    assert all(ok for *_, ok in session.deltas) and len(session.deltas) == len(records)
+    assert session.pairs[spec.symbol].state == "live" and session.pairs[spec.symbol].resyncs == 0

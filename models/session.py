@@ -532,15 +532,11 @@ class BookSession:
                     f"{'the decimals as sent' if known is None else known}, which the live ingest stamps on its "
                     "frames (the prec header); refused")
         if st is not None and st.book is not None and st.book.precision != precision:
-            if not st.knows_verified and st.state in ("live", "stale"):
-                st.mark_verified()
-            try:
-                st.book.set_precision(precision)
-                st.revision += 1
-            except NumberError as exc:
+            error = self._rekey(st, precision)
+            if error is not None:
                 # the live book's own levels cannot be written at this precision: the frame contradicts
                 # the book (a forged one would otherwise fail every fresh snapshot: a resync loop)
-                return f"instrument precision {precision} for {symbol} contradicts its live book ({exc}); refused"
+                return f"instrument precision {precision} for {symbol} contradicts its live book ({error}); refused"
         self.precisions[symbol] = precision
         return None
 
@@ -548,22 +544,30 @@ class BookSession:
         """An update stamped with another precision than its book's (the instrument changed): re-key the book
         exactly before the update applies, unless that precision broke the book before (kept out). False
         when the book cannot take it (the update is refused, the book resyncs)."""
-        book = st.book
-        assert book is not None
         if precision == self.suspect_precisions.get(st.symbol):
             return True
-        if not st.knows_verified and st.state in ("live", "stale"):
-            st.mark_verified()
-        try:
-            book.set_precision(precision)
-        except NumberError as exc:
+        error = self._rekey(st, precision)
+        if error is not None:
             # the book's own levels cannot be written at the new precision: only a fresh snapshot can say
             self.reject(record, f"precision {precision} stamped on a {st.symbol} update contradicts its book "
-                                f"({exc}); resync requested")
+                                f"({error}); resync requested")
             self.invalidate(st, f"precision change to {precision} contradicts the book", record)
             return False
-        st.revision += 1
         return True
+
+    @staticmethod
+    def _rekey(st: PairState, precision: Precision) -> NumberError | None:
+        """Re-key the pair's book exactly at ``precision`` (an instrument frame's or a stamp's); the error
+        when its levels cannot be written at it (the book is then unchanged)."""
+        assert st.book is not None
+        if not st.knows_verified and st.state in ("live", "stale"):
+            st.mark_verified()  # the precision it verified at: what a checksum conflict falls back to
+        try:
+            st.book.set_precision(precision)
+        except NumberError as exc:
+            return exc
+        st.revision += 1
+        return None
 
     def _suspect(self, st: PairState, suspect: Precision, kept: Precision | None) -> str:
         """The pair's checksums failed at ``suspect`` and verify at ``kept`` (None: the decimals as sent):

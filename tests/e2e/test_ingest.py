@@ -116,12 +116,12 @@ def test_one_live_ingest_spread_over_connections_and_failover(cluster: Cluster) 
 def assert_stamped(records: list[dict[str, Any]]) -> None:
     """Each ingest stamps every book frame it writes after its instrument snapshot with the pair's precision
     (the ``prec`` header), on all its connections, the ones without the instrument channel too; before it,
-    with nothing (``b""``). Between them, the two ingests stamped every pair."""
+    with nothing (``b""``). Between them, the ingests stamped every pair (the one killed may have written
+    nothing: its frames can still be in its producer when the SIGKILL comes)."""
     expected = {s.symbol: f"{s.price_precision},{s.qty_precision}" for s in catalogue()}
     ingests: dict[str, list[dict[str, Any]]] = {}
     for r in records:
         ingests.setdefault(r["_headers"]["conn_id"].split(":")[1], []).append(r)
-    assert len(ingests) == 2, "both ingests wrote"
     stamped: set[str] = set()
     for written in ingests.values():
         learnt = min((int(r["_headers"]["recv_ns"]) for r in written if r.get("channel") == "instrument"),

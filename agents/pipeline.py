@@ -83,6 +83,7 @@ class BookPipeline:
         #: frames/s, at least once, receive -> read p99 39.6 / 26.5 ms, emitted -> appended p99.9 60 / 15 ms
         self.commits = GroupCommits(self._commit, lane=one_lane)
         self._fenced: set[int] = set()  # partitions another worker's transactions took over
+        self._fenced_ids: set[str] = set()  # former owners' transactional ids fenced since the assignment
         self._assigned: set[int] = set()  # raw partitions of the current assignment
         self._lost: set[int] = set()  # partitions whose unprocessed records retention removed
         self.lost_records = 0
@@ -259,13 +260,13 @@ class BookPipeline:
             if out or changes:
                 partitions = sorted({j.partition for j in live} | set(changes))
                 try:
-                    last = await self.transactions.commit(partitions, self._by_topic(out),
-                                                          self.store.changelog_topic(), changes)
+                    committed = await self.transactions.commit(partitions, self._by_topic(out),
+                                                               self.store.changelog_topic(), changes)
                 except Fenced as exc:
                     for partition in exc.partitions:
                         self._give_up(partition)
                     return None
-                self.store.apply(changes, {p: last.get(p) for p in changes})
+                self.store.apply(committed.changelog, committed.offsets)
             if processed:
                 self._done.update(processed)
             self._publish_precisions(known)
@@ -326,7 +327,7 @@ class BookPipeline:
                 self._give_up(partition)
                 return False
             await self.transactions.open()  # a transaction this worker's killed run left open is aborted
-            await self._catch_up_changelog(partition)
+            await self._take_over(partition)
         self._resumed.add(partition)
         done, generation = self.store.watermark(partition)
         if generation is not None and generation > self.processor.lock_generations.get(partition, -1):
@@ -334,6 +335,30 @@ class BookPipeline:
         if done is not None:
             self._done[partition] = done
         return True
+
+    async def _take_over(self, partition: int) -> None:
+        """Fence the partition's last committer, then read what committed after the local state.
+
+        The committer named by the local state is fenced first (its open transaction, if any, is aborted
+        rather than waited for); the changelog read after that may name another one (a former owner that
+        committed after the local state was recovered): that one is fenced and the read done again. A
+        fenced producer commits nothing more without the group check (``agents/transactions.py``), so
+        each id is fenced once per assignment.
+        """
+        assert self.transactions is not None
+        own = self.transactions.transactional_id
+        while True:
+            committer = self.store.committer(partition)
+            if committer is None or committer == own or committer in self._fenced_ids:
+                await self._catch_up_changelog(partition)
+                after = self.store.committer(partition)
+                if after is None or after == own or after in self._fenced_ids:
+                    return
+                continue  # a former owner committed after the local state: fence it, read again
+            log.info("raw partition %d: fencing its last committer %s before taking it over", partition,
+                     committer)
+            await self.transactions.fence_id(committer)
+            self._fenced_ids.add(committer)
 
     async def _catch_up_changelog(self, partition: int) -> None:
         """Apply the changelog records committed after the local store's offset (read_committed).
@@ -471,6 +496,7 @@ class BookPipeline:
                 log.warning("a book batch did not commit before the rebalance: %r", exc)
             self._reset()
             self._fenced.clear()
+            self._fenced_ids.clear()
             self._assigned = set(partitions) if assigned else set()
             self._lost.clear()
             if assigned:

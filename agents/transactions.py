@@ -9,19 +9,33 @@ took more broker CPU than the data (issue 20). ``read_committed`` consumers (Fau
 recovery too) never see the records of a batch that did not commit, and the worker that processes it again
 after a crash or a rebalance starts from the committed watermark, so each output appears once.
 
-**Fencing** (KIP-447, done here because aiokafka does not). The consumed offset stays in the changelog
-(the watermark), so the group offset is not the fence: each transaction also commits an offset of the
-``books.fence`` topic for the worker's consumer group, with the group generation and member id that
-Faust's consumer holds (TxnOffsetCommit v3, :mod:`app.kafka_internals`). The group coordinator refuses
-it once the group has moved on; the transaction then aborts and its partitions are given up until the
-next assignment. So:
+**Fencing** (KIP-447, done here because aiokafka does not), in two parts:
 
-* a worker paused past its session (a zombie) cannot commit when it wakes: the group has a newer
-  generation, in which the rightful owner holds the partitions;
-* the offsets are committed only after every record of the transaction is acked, so a transaction that
-  passes the check wrote nothing after it: its records are all in the log, open, when the next owner
-  looks. The next owner waits for the changelog partition to have no open transaction
-  (``tables.recovery.committed_tail``) before it reads the state it resumes from;
+* **The group check**, on a producer's first transaction of each raw partition since it was assigned (and
+  again after the producer is replaced). The consumed offset stays in the changelog (the watermark), so the
+  group offset is not the fence: such a transaction also commits an offset of the ``books.fence`` topic for
+  the worker's consumer group, with the group generation and member id that Faust's consumer holds
+  (TxnOffsetCommit v3, :mod:`app.kafka_internals`). The group coordinator refuses it once the group has
+  moved on; the transaction then aborts and its partitions are given up until the next assignment. The
+  same transaction writes the producer's transactional id to the partition's changelog as its committer
+  (``\\0committer\\0<partition>``, :mod:`tables.codec`).
+* **The takeover fence.** A new owner of a raw partition initializes the transactional id of the
+  partition's last committer (:meth:`Transactions.fence_id`) before it reads the state it resumes from:
+  that aborts whatever the former owner has open and bumps its epoch, so the former owner cannot commit
+  again without a new producer, whose first transaction of any partition goes through the group check.
+
+The check costs a request pair (AddOffsetsToTxn, then TxnOffsetCommit once every record is acked) and a
+round trip between the last ack and EndTxn. Paid on every transaction, it was 13 % of the worker's event
+loop at 1k frames/s (issue 20); paid once per partition per assignment, it is paid at a rebalance. So:
+
+* a worker paused past its session (a zombie) cannot commit when it wakes: the new owner of each of its
+  partitions fenced its id (the partitions it committed), or the group check refuses the first
+  transaction it tries (the partitions it had not committed yet), the group having a newer generation;
+* a checked transaction's offsets are committed only after every record of the transaction is acked, so
+  one that passes the check wrote nothing after it: its records are all in the log, open, when the next
+  owner looks. The next owner waits for the changelog partition to have no open transaction
+  (``tables.recovery.committed_tail``) before it reads the state it resumes from, and fences any other
+  committer that read finds;
 * a worker revokes its partitions (eager rebalance) only after its commits in flight settle
   (``BookPipeline.on_rebalance``), so it never commits a partition of a generation it is not in.
 
@@ -42,7 +56,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 from aiokafka import TopicPartition
 from aiokafka.errors import (
@@ -61,6 +75,7 @@ from app.kafka_internals import (
 )
 from app.kafka_writer import BatchWriter, Record, TimedRecord
 from models.backoff import Backoff
+from tables.codec import committer_key
 
 log = logging.getLogger("krakenflow.transactions")
 
@@ -73,7 +88,9 @@ FENCED_ERRORS = (ProducerFenced, InvalidProducerEpoch, TransactionalIdAuthorizat
 TRANSACTION_TIMEOUT_MS = 10_000
 
 #: a producer replaced this many times in a row without a commit between: something else holds the id
-MAX_REINITS = 5
+#: (two workers on one data directory). Each new owner of one of this worker's partitions also fences it
+#: once at a takeover (:meth:`Transactions.fence_id`), so a rebalance may replace it once per other worker
+MAX_REINITS = 20
 
 #: (generation, member id) of the worker's group membership, or None while it has none
 Membership = Callable[[], "tuple[int, str] | None"]
@@ -90,6 +107,14 @@ class Fenced(Exception):
     def __init__(self, partitions: Iterable[int], reason: str = "the group moved on") -> None:
         self.partitions = sorted(set(partitions))
         super().__init__(f"raw partitions {self.partitions}: {reason}")
+
+
+class Committed(NamedTuple):
+    """A committed group commit: each changelog partition's records as written (the committer records
+    included) and the offset of its last one."""
+
+    changelog: dict[int, list[Record]]
+    offsets: dict[int, int]
 
 
 class Transactions:
@@ -109,6 +134,11 @@ class Transactions:
         self._writer: BatchWriter | None = None
         #: partitions the group check refused: never committed again before the group assigns them anew
         self._fenced: set[int] = set()
+        #: partitions this producer committed after a group check since they were assigned: their
+        #: transactions skip the check (a new owner fences this producer's id before it takes one over)
+        self._checked: set[int] = set()
+        self.checks = 0  # transactions that carried the group check
+        self.fenced_ids = 0  # former owners' transactional ids this worker fenced at a takeover
         self.commits = 0
         self.retries = 0
         self.fenced = 0  # transactions refused by the group check
@@ -117,6 +147,7 @@ class Transactions:
     def assign(self, partitions: Iterable[int]) -> None:
         """The group assigned ``partitions`` to this worker (a rebalance): they may be committed again."""
         self._fenced.difference_update(partitions)
+        self._checked.clear()  # a new generation: each partition's first transaction is checked again
 
     def is_fenced(self, partition: int) -> bool:
         return partition in self._fenced
@@ -132,8 +163,24 @@ class Transactions:
                                        producer=producer)
         return self._writer
 
+    async def fence_id(self, transactional_id: str) -> None:
+        """Initialize another worker's transactional id (a former owner of a partition this worker takes
+        over): its open transaction is aborted and its producer can commit nothing more; a new producer
+        of that id goes through the group check before it commits any partition."""
+        producer = self.template.new_producer(transactional_id=transactional_id,
+                                              transaction_timeout_ms=TRANSACTION_TIMEOUT_MS)
+        try:
+            await producer.start()  # InitProducerId: the epoch moves past the former owner's
+        finally:
+            try:
+                await producer.stop()
+            except KafkaError as exc:  # the id is fenced once initialized; a failed stop changes nothing
+                log.info("fencing producer %s stopped with %s", transactional_id, exc)
+        self.fenced_ids += 1
+
     async def close(self) -> None:
         writer, self._writer = self._writer, None
+        self._checked.clear()  # the next producer's first transaction of each partition is checked
         if writer is not None:
             retrieve_failure(writer.producer)
             try:
@@ -142,8 +189,8 @@ class Transactions:
                 log.info("transactional producer stopped with %s", exc)
 
     async def commit(self, partitions: Sequence[int], outputs: Mapping[str, Sequence[TimedRecord]],
-                     changelog_topic: str, changelog: Mapping[int, Sequence[Record]]) -> dict[int, int]:
-        """Commit one group commit covering ``partitions``; returns each changelog partition's last offset.
+                     changelog_topic: str, changelog: Mapping[int, Sequence[Record]]) -> Committed:
+        """Commit one group commit covering ``partitions``: what it wrote to the changelog, and where.
 
         Retries a broker error (aborting and resending) until the batch commits; raises :class:`Fenced`
         when the group check refuses it (or this worker has no membership to check).
@@ -158,7 +205,7 @@ class Transactions:
             raise
 
     async def _commit_retrying(self, partitions: Sequence[int], outputs: Mapping[str, Sequence[TimedRecord]],
-                               changelog_topic: str, changelog: Mapping[int, Sequence[Record]]) -> dict[int, int]:
+                               changelog_topic: str, changelog: Mapping[int, Sequence[Record]]) -> Committed:
         backoff: Backoff | None = None  # made on the first failure: its Random seeds from the OS (~1 % of CPU)
         reinits = 0
         while True:
@@ -191,29 +238,37 @@ class Transactions:
                 await asyncio.sleep(delay)
 
     async def _commit_once(self, partitions: Sequence[int], outputs: Mapping[str, Sequence[TimedRecord]],
-                           changelog_topic: str, changelog: Mapping[int, Sequence[Record]]) -> dict[int, int]:
+                           changelog_topic: str, changelog: Mapping[int, Sequence[Record]]) -> Committed:
         membership = self.membership()
         if membership is None:  # between a lost membership and the next join: nothing to check against
             raise StaleMembership(self.group_id, -1, "", -1)
         writer = await self.open()
         producer = writer.producer
+        unchecked = [p for p in partitions if p not in self._checked]
+        written = {p: list(entries) for p, entries in changelog.items() if entries}
+        for p in unchecked:  # the committer record: whom the next owner of these partitions fences
+            written.setdefault(p, []).append((committer_key(p), self.transactional_id.encode()))
         await producer.begin_transaction()
         futures: list[asyncio.Future[Any]] = []
         logged: dict[int, list[asyncio.Future[Any]]] = {}
         try:
             for topic, records in outputs.items():
                 futures.extend(await writer.send_keyed(topic, records))
-            for partition, entries in changelog.items():
-                if entries:
-                    logged[partition] = await writer.send_partition(changelog_topic, partition, entries)
-                    futures.extend(logged[partition])
-            # the group check goes out once every record is in the log (a check passed before a record
-            # landed would let that record commit after a new owner read the changelog); its
-            # AddOffsetsToTxn goes out now, beside the produce requests
-            generation, member_id = membership
-            check = asyncio.ensure_future(send_offsets_fenced(producer, {self.fence: 0}, self.group_id, generation,
-                                                              member_id, after=self._acked(list(futures))))
-            futures.append(check)
+            for partition, entries in written.items():
+                logged[partition] = await writer.send_partition(changelog_topic, partition, entries)
+                futures.extend(logged[partition])
+            if unchecked:
+                # the group check goes out once every record is in the log (a check passed before a record
+                # landed would let that record commit after a new owner read the changelog); its
+                # AddOffsetsToTxn goes out now, beside the produce requests
+                generation, member_id = membership
+                check = asyncio.ensure_future(send_offsets_fenced(producer, {self.fence: 0}, self.group_id,
+                                                                  generation, member_id,
+                                                                  after=self._acked(list(futures))))
+                futures.append(check)
+                self.checks += 1
+            elif self.hold:
+                futures.append(asyncio.ensure_future(self._acked(list(futures))))
             await asyncio.gather(*futures)
             await producer.commit_transaction()
         except BaseException:
@@ -223,7 +278,8 @@ class Transactions:
                 future.add_done_callback(_retrieve)
             raise
         self.commits += 1
-        return {p: int(fs[-1].result().offset) for p, fs in logged.items() if fs}
+        self._checked.update(partitions)
+        return Committed(written, {p: int(fs[-1].result().offset) for p, fs in logged.items() if fs})
 
     async def _acked(self, futures: list[asyncio.Future[Any]]) -> None:
         """Until every send is acked or failed (a failure is the commit's to raise, not this wait's)."""

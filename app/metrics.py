@@ -118,8 +118,14 @@ class WorkerCollector(Collector):
                            "Book batch transactions the consumer group refused (this worker's generation was stale)",
                            tx.fenced)
             yield _counter("krakenflow_transactional_producer_restarts",
-                           "Transactional producers replaced after their epoch was taken (a timed-out transaction)",
-                           tx.reinits)
+                           "Transactional producers replaced after their epoch was taken (a timed-out transaction, "
+                           "or a new owner of one of its partitions fenced it)", tx.reinits)
+            yield _counter("krakenflow_transactions_checked",
+                           "Book batch transactions that carried the consumer group check (a producer's first of "
+                           "each partition since its assignment)", tx.checks)
+            yield _counter("krakenflow_former_owners_fenced",
+                           "Former owners' transactional ids this worker fenced when it took their partitions over",
+                           tx.fenced_ids)
         channel = getattr(self.app, "batch_channels", {}).get(p.settings.raw_topic)
         yield _counter("krakenflow_drained_records",
                        "Raw records the consumer handed to the book agent in whole batches (app/batching.py)",

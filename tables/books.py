@@ -30,6 +30,7 @@ from models.symbols import normalize
 from tables.codec import (
     CodecError,
     Meta,
+    committer_key,
     decode_meta,
     decode_page,
     decode_watermark,
@@ -116,6 +117,11 @@ class BookStore:
         except CodecError as exc:
             log.warning("raw partition %d: %s; treating it as unknown", partition, exc)
             return None, None
+
+    def committer(self, partition: int) -> str | None:
+        """The transactional id that last took ``partition`` on (exactly-once), as the table holds it."""
+        value = PartitionDB(self.table, partition).get(committer_key(partition))
+        return value.decode("utf-8", "replace") if value else None
 
     def _records(self, st: PairState, deltas: Iterable[BookDeltaRecord]) -> list[Record]:
         pages = self.pages.get(st.symbol)

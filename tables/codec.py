@@ -7,7 +7,9 @@ every frame of that pair. Keys:
 * ``<pair>\\0meta`` -> :class:`Meta` as JSON with ``"v": VERSION``;
 * ``<pair>\\0<b|a>\\0<page>`` -> ``{"g": generation, "l": {price: qty}}``: one price band of one side;
 * ``\\0raw\\0<partition>`` -> ``<offset>[:<lock generation>]``: the last raw offset of that partition
-  whose effects are stored, and the newest ingest lock generation seen on it.
+  whose effects are stored, and the newest ingest lock generation seen on it;
+* ``\\0committer\\0<partition>`` -> the transactional id that last took that partition on (exactly-once):
+  the producer a new owner fences (``agents/transactions.py``).
 """
 
 from __future__ import annotations
@@ -35,6 +37,11 @@ def page_key(symbol: str, side: int, page: int) -> bytes:
 def watermark_key(partition: int) -> bytes:
     """The raw partition's last processed offset (a key no pair symbol can produce)."""
     return b"\0raw\0%d" % partition
+
+
+def committer_key(partition: int) -> bytes:
+    """The transactional id that last took the raw partition on (a key no pair symbol can produce)."""
+    return b"\0committer\0%d" % partition
 
 
 @dataclass(slots=True)

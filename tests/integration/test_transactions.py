@@ -1,7 +1,8 @@
 """The book agent's transactions on a real Apache Kafka, fenced by the consumer group (KIP-447 done in
-``app/kafka_internals.py``): a transaction that carries a group generation the group has left is refused
-and never visible, a worker given up stays given up until it is assigned again, and a new owner's read
-of the changelog waits for a former owner's open transaction to be decided."""
+``app/kafka_internals.py``) and by the new owner: a producer's first transaction of a partition carries
+the group check and names it the partition's committer; a zombie's transaction is refused and never
+visible once the new owner fenced its id, a worker given up stays given up until it is assigned again, and
+a new owner's read of the changelog waits for a former owner's open transaction to be decided."""
 
 from __future__ import annotations
 
@@ -11,13 +12,13 @@ import uuid
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
-from agents.transactions import Fenced, Transactions
+from agents.transactions import Committed, Fenced, Transactions
 from app.kafka_internals import group_membership
 from app.kafka_writer import BatchWriter
 from app.settings import Settings
 from tables.recovery import committed_tail
 from tests.brokers import shared_kafka
-from tests.integration.test_kafka_writer import new_topic, read_all
+from tests.integration.test_kafka_writer import new_topic
 
 pytestmark = pytest.mark.integration
 
@@ -43,11 +44,38 @@ def transactions(bootstrap: str, worker: str, group: str, fence: str, membership
     return Transactions(template, "kf-txn", f"{worker}-{uuid.uuid4().hex[:6]}", group, fence, lambda: membership[0])
 
 
-async def commit(txns: Transactions, topic: str, value: bytes) -> dict[int, int]:
+async def commit(txns: Transactions, topic: str, value: bytes) -> Committed:
     return await txns.commit([0], {topic: [(b"k", value, None)]}, topic, {0: [(b"watermark", value)]})
 
 
-async def test_a_transaction_of_a_generation_the_group_left_is_refused_and_never_visible() -> None:
+async def committed(bootstrap: str, topic: str) -> list[tuple[bytes, bytes]]:
+    """Every committed record of ``topic``'s partition 0, up to its last stable offset."""
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False,
+                                isolation_level="read_committed")
+    await consumer.start()
+    try:
+        tp = TopicPartition(topic, 0)
+        consumer.assign([tp])
+        end = (await consumer.end_offsets([tp]))[tp]
+        consumer.seek(tp, (await consumer.beginning_offsets([tp]))[tp])
+        got: list[tuple[bytes, bytes]] = []
+        while await consumer.position(tp) < end:
+            got.extend((m.key or b"", m.value or b"") for m in (await consumer.getmany(tp, timeout_ms=500)).get(tp, []))
+        return got
+    finally:
+        await consumer.stop()
+
+
+async def new_generation(bootstrap: str, group: str, fence: str, first: AIOKafkaConsumer) -> AIOKafkaConsumer:
+    """A second member joins ``group``: the group moves on to a new generation."""
+    polling = asyncio.ensure_future(poll(first))  # the first member rejoins while the second joins
+    try:
+        return await member(bootstrap, group, fence)
+    finally:
+        polling.cancel()
+
+
+async def test_a_zombie_fenced_by_the_new_owner_commits_nothing_more() -> None:
     bootstrap = shared_kafka().bootstrap
     topic, fence = await new_topic(bootstrap, 1), await new_topic(bootstrap, 1)
     group = f"kf-txn-{uuid.uuid4().hex[:8]}"
@@ -55,18 +83,21 @@ async def test_a_transaction_of_a_generation_the_group_left_is_refused_and_never
     membership = [group_membership(first)]
     assert membership[0] is not None and membership[0][0] >= 1
     zombie = transactions(bootstrap, "zombie", group, fence, membership)
+    owner = transactions(bootstrap, "owner", group, fence, [None])
     second = None
     try:
-        await commit(zombie, topic, b"before")
+        checked = await commit(zombie, topic, b"before")  # its first of the partition: checked, committer named
+        assert checked.changelog[0][-1] == (b"\0committer\x000", zombie.transactional_id.encode())
+        assert (zombie.checks, zombie.commits) == (1, 1)
+        steady = await commit(zombie, topic, b"again")  # the partition is checked: no check, no committer
+        assert steady.changelog[0] == [(b"watermark", b"again")] and zombie.checks == 1
         stale = membership[0]
-        polling = asyncio.ensure_future(poll(first))  # the first member rejoins while the second joins
-        try:
-            second = await member(bootstrap, group, fence)  # the group moves on to a new generation
-        finally:
-            polling.cancel()
+        second = await new_generation(bootstrap, group, fence, first)
         assert group_membership(second)[0] > stale[0]  # type: ignore[index]
-        with pytest.raises(Fenced):
+        await owner.fence_id(zombie.transactional_id)  # the new owner takes the partition over
+        with pytest.raises(Fenced):  # epoch taken: a new producer, whose first transaction is checked
             await commit(zombie, topic, b"stale")
+        assert zombie.reinits == 1 and zombie.fenced == 1
         # given up: refused without asking the group again, until the group assigns the partition anew
         membership[0] = None
         with pytest.raises(Fenced, match="given up"):
@@ -78,11 +109,33 @@ async def test_a_transaction_of_a_generation_the_group_left_is_refused_and_never
         await commit(zombie, topic, b"current")
     finally:
         await zombie.close()
+        await owner.close()
         await first.stop()
         if second is not None:
             await second.stop()
-    got = await read_all(bootstrap, topic, 1, 4)  # read_committed: "before" twice, "current" twice
-    assert [v for _, v in got[0]] == [b"before", b"before", b"current", b"current"]
+    committer = (b"\0committer\x000", zombie.transactional_id.encode())
+    assert await committed(bootstrap, topic) == [  # read_committed: outputs, watermarks, committer records
+        (b"k", b"before"), (b"watermark", b"before"), committer, (b"k", b"again"), (b"watermark", b"again"),
+        (b"k", b"current"), (b"watermark", b"current"), committer]
+
+
+async def test_a_producers_first_transaction_of_a_partition_is_refused_in_a_generation_the_group_left() -> None:
+    bootstrap = shared_kafka().bootstrap
+    topic, fence = await new_topic(bootstrap, 1), await new_topic(bootstrap, 1)
+    group = f"kf-txn-{uuid.uuid4().hex[:8]}"
+    first = await member(bootstrap, group, fence)
+    stale = group_membership(first)
+    second = await new_generation(bootstrap, group, fence, first)
+    late = transactions(bootstrap, "late", group, fence, [stale])  # assigned, then paused before its first commit
+    try:
+        with pytest.raises(Fenced):
+            await commit(late, topic, b"stale")
+        assert late.fenced == 1
+    finally:
+        await late.close()
+        await first.stop()
+        await second.stop()
+    assert await committed(bootstrap, topic) == []
 
 
 async def test_a_new_owner_reads_the_changelog_only_once_the_former_owners_transaction_is_decided() -> None:

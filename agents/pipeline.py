@@ -387,14 +387,13 @@ class BookPipeline:
         ``unstored``: the table holds nothing of the partition, and the range is what the topic still has
         before ``end`` (its beginning removed by retention is no loss: nobody owed it)."""
         stored = self._seen.get(partition, self._done.get(partition))
-        if unstored:  # said once read: the topic may hold nothing before ``end``
-            pass
-        elif stored is not None and start == stored + 1 and partition not in processed:
-            log.warning("raw partition %d resumes at offset %d but the books table holds offsets up to %d: "
-                        "processing the %d records in between first", partition, end, start - 1, end - start)
-        else:
-            log.warning("raw partition %d: the consumer skipped offsets %d..%d; reading them directly",
-                        partition, start, end - 1)
+        if not unstored:  # unstored: said once read (the topic may hold nothing before ``end``)
+            if stored is not None and start == stored + 1 and partition not in processed:
+                log.warning("raw partition %d resumes at offset %d but the books table holds offsets up to %d: "
+                            "processing the %d records in between first", partition, end, start - 1, end - start)
+            else:
+                log.warning("raw partition %d: the consumer skipped offsets %d..%d; reading them directly",
+                            partition, start, end - 1)
         records, first = await read_range(self.settings.kafka_bootstrap, self.settings.raw_topic, partition,
                                           start, end, kafka_client_config(self.settings))
         if unstored:

@@ -127,7 +127,8 @@ class Transactions:
         #: fault injection: seconds each commit is held open, its records acked and its group check not
         #: yet made (a commit in flight across a pause, for the zombie tests; 0 in production)
         self.hold = hold
-        self.transactional_id = f"{app_id}-books-{worker_id}"
+        self.id_prefix = f"{app_id}-books-"  # every worker's: a new owner initializes its former owner's
+        self.transactional_id = f"{self.id_prefix}{worker_id}"
         self.group_id = group_id
         self.fence = TopicPartition(fence_topic, 0)
         self.membership = membership
@@ -171,6 +172,11 @@ class Transactions:
                                               transaction_timeout_ms=TRANSACTION_TIMEOUT_MS)
         try:
             await producer.start()  # InitProducerId: the epoch moves past the former owner's
+        except TransactionalIdAuthorizationFailed:
+            log.error("Kafka refused this worker the transactional id %s of a former owner it must fence; give "
+                      "the workers Write on the transactional id prefix %s (Kafka ACLs)", transactional_id,
+                      self.id_prefix)
+            raise
         finally:
             try:
                 await producer.stop()

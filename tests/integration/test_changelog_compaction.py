@@ -15,7 +15,7 @@ import uuid
 from typing import Any
 
 import pytest
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 
@@ -24,6 +24,7 @@ from app.settings import Settings
 from app.topics import ensure_topics
 from tables.definitions import BOOKS_CHANGELOG_CONFIGS, changelog_topics
 from tests.brokers import shared_kafka
+from tests.integration.test_kafka_writer import committed_records
 
 pytestmark = pytest.mark.integration
 
@@ -53,21 +54,7 @@ async def topic_configs(bootstrap: str, topic: str) -> dict[str, str]:
 async def records_from_beginning(bootstrap: str, topic: str, until: int | None = None) -> int:
     """How many records a ``read_committed`` consumer (a table restore) reads from the beginning to the end,
     or to offset ``until``."""
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False,
-                                isolation_level="read_committed")
-    await consumer.start()
-    try:
-        tp = TopicPartition(topic, 0)
-        consumer.assign([tp])
-        await consumer.seek_to_beginning(tp)
-        end = (await consumer.end_offsets([tp]))[tp] if until is None else until
-        read = 0
-        while await consumer.position(tp) < end:
-            batches = await consumer.getmany(timeout_ms=500, max_records=10_000)
-            read += sum(m.offset < end for batch in batches.values() for m in batch)
-        return read
-    finally:
-        await consumer.stop()
+    return len(await committed_records(bootstrap, topic, until))
 
 
 class Writer:

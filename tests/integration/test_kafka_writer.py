@@ -27,6 +27,26 @@ async def new_topic(bootstrap: str, partitions: int) -> str:
     return name
 
 
+async def committed_records(bootstrap: str, topic: str, until: int | None = None) -> list[tuple[int, bytes, bytes]]:
+    """(offset, key, value) of every record a ``read_committed`` consumer (a table restore) reads from the
+    beginning of ``topic``'s partition 0 to its last stable offset, or to offset ``until``."""
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False,
+                                isolation_level="read_committed")
+    await consumer.start()
+    try:
+        tp = TopicPartition(topic, 0)
+        consumer.assign([tp])
+        end = (await consumer.end_offsets([tp]))[tp] if until is None else until
+        consumer.seek(tp, (await consumer.beginning_offsets([tp]))[tp])
+        got: list[tuple[int, bytes, bytes]] = []
+        while await consumer.position(tp) < end:
+            batches = await consumer.getmany(tp, timeout_ms=500, max_records=10_000)
+            got.extend((m.offset, m.key or b"", m.value or b"") for m in batches.get(tp, []) if m.offset < end)
+        return got
+    finally:
+        await consumer.stop()
+
+
 async def read_all(bootstrap: str, topic: str, partitions: int, count: int) -> dict[int, list[tuple[bytes, bytes]]]:
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, auto_offset_reset="earliest", enable_auto_commit=False,
                                 isolation_level="read_committed")

@@ -18,7 +18,7 @@ from app.kafka_writer import BatchWriter
 from app.settings import Settings
 from tables.recovery import committed_tail
 from tests.brokers import shared_kafka
-from tests.integration.test_kafka_writer import new_topic
+from tests.integration.test_kafka_writer import committed_records, new_topic
 
 pytestmark = pytest.mark.integration
 
@@ -49,21 +49,8 @@ async def commit(txns: Transactions, topic: str, value: bytes) -> Committed:
 
 
 async def committed(bootstrap: str, topic: str) -> list[tuple[bytes, bytes]]:
-    """Every committed record of ``topic``'s partition 0, up to its last stable offset."""
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False,
-                                isolation_level="read_committed")
-    await consumer.start()
-    try:
-        tp = TopicPartition(topic, 0)
-        consumer.assign([tp])
-        end = (await consumer.end_offsets([tp]))[tp]
-        consumer.seek(tp, (await consumer.beginning_offsets([tp]))[tp])
-        got: list[tuple[bytes, bytes]] = []
-        while await consumer.position(tp) < end:
-            got.extend((m.key or b"", m.value or b"") for m in (await consumer.getmany(tp, timeout_ms=500)).get(tp, []))
-        return got
-    finally:
-        await consumer.stop()
+    """Every committed record of ``topic``'s partition 0."""
+    return [(key, value) for _, key, value in await committed_records(bootstrap, topic)]
 
 
 async def new_generation(bootstrap: str, group: str, fence: str, first: AIOKafkaConsumer) -> AIOKafkaConsumer:

@@ -347,18 +347,18 @@ class BookPipeline:
         """
         assert self.transactions is not None
         own = self.transactions.transactional_id
+        committer = self.store.committer(partition)
         while True:
-            committer = self.store.committer(partition)
-            if committer is None or committer == own or committer in self._fenced_ids:
-                await self._catch_up_changelog(partition)
-                after = self.store.committer(partition)
-                if after is None or after == own or after in self._fenced_ids:
-                    return
-                continue  # a former owner committed after the local state: fence it, read again
-            log.info("raw partition %d: fencing its last committer %s before taking it over", partition,
-                     committer)
-            await self.transactions.fence_id(committer)
-            self._fenced_ids.add(committer)
+            if committer is not None and committer != own and committer not in self._fenced_ids:
+                log.info("raw partition %d: fencing its last committer %s before taking it over", partition,
+                         committer)
+                await self.transactions.fence_id(committer)
+                self._fenced_ids.add(committer)
+            await self._catch_up_changelog(partition)
+            after = self.store.committer(partition)
+            if after is None or after == own or after in self._fenced_ids:
+                return
+            committer = after  # a former owner committed after the local state: fence it, read again
 
     async def _catch_up_changelog(self, partition: int) -> None:
         """Apply the changelog records committed after the local store's offset (read_committed).

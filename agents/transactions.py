@@ -113,7 +113,7 @@ class Committed(NamedTuple):
     """A committed group commit: each changelog partition's records as written (the committer records
     included) and the offset of its last one."""
 
-    changelog: dict[int, list[Record]]
+    changelog: dict[int, Sequence[Record]]
     offsets: dict[int, int]
 
 
@@ -251,9 +251,9 @@ class Transactions:
         writer = await self.open()
         producer = writer.producer
         unchecked = [p for p in partitions if p not in self._checked]
-        written = {p: list(entries) for p, entries in changelog.items() if entries}
+        written = {p: entries for p, entries in changelog.items() if entries}
         for p in unchecked:  # the committer record: whom the next owner of these partitions fences
-            written.setdefault(p, []).append((committer_key(p), self.transactional_id.encode()))
+            written[p] = [*written.get(p, ()), (committer_key(p), self.transactional_id.encode())]
         await producer.begin_transaction()
         futures: list[asyncio.Future[Any]] = []
         logged: dict[int, list[asyncio.Future[Any]]] = {}

@@ -83,6 +83,12 @@ from models.timeutil import rfc3339_ns  # noqa: E402
 #: a raw frame's exchange stamp (the bare worker's sink holds raw frames verbatim)
 EXCHANGE_STAMP = re.compile(rb'"timestamp":"([0-9T:.\-]+Z)"')
 
+
+def update_stamp(value: bytes) -> int | None:
+    """The exchange stamp (ns) of a raw book update frame; None for any other record."""
+    found = EXCHANGE_STAMP.search(value) if b'"type":"update"' in value else None
+    return rfc3339_ns(found.group(1).decode()) if found else None
+
 COMMITTED = {"kafka": True, "embedded": False}
 
 
@@ -380,8 +386,7 @@ def bare_in_place(args: argparse.Namespace, tmp: Path, guarantee: str, env: dict
                     for batch in (await consumer.getmany(timeout_ms=500, max_records=10000)).values():
                         now = time.time_ns()
                         for m in batch:
-                            found = EXCHANGE_STAMP.search(m.value) if b'"type":"update"' in m.value else None
-                            stamp = rfc3339_ns(found.group(1).decode()) if found else None
+                            stamp = update_stamp(m.value)
                             if stamp is not None and stamp >= first_ns:
                                 due = sent0 + (stamp - stamp0)
                                 out.append((due, (now - due) / 1e6))
@@ -404,8 +409,7 @@ def bare_in_place(args: argparse.Namespace, tmp: Path, guarantee: str, env: dict
             first: dict[int, tuple[int, float]] = {}
             for now, values in fast:
                 for value in values:
-                    found = EXCHANGE_STAMP.search(value) if b'"type":"update"' in value else None
-                    stamp = rfc3339_ns(found.group(1).decode()) if found else None
+                    stamp = update_stamp(value)
                     if stamp is not None and stamp >= first_ns and stamp not in first:
                         due = sent0 + (stamp - stamp0)
                         first[stamp] = (due, (now - due) / 1e6)

@@ -16,7 +16,7 @@ processing stays exact wherever the consumer group resumes (no committed offset 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from decimal import Decimal
 from typing import Any
 
@@ -94,7 +94,7 @@ class BookStore:
                 (watermark_key(partition), encode_watermark(offset, generations.get(partition))))
         return by_partition
 
-    def apply(self, changes: Mapping[int, list[Record]], changelog_offsets: Mapping[int, int | None]) -> None:
+    def apply(self, changes: Mapping[int, Sequence[Record]], changelog_offsets: Mapping[int, int | None]) -> None:
         """Write changelog records the broker has (committed) to the local RocksDB, with the offset of
         each partition's last one as Faust's persisted changelog offset."""
         for partition, records in changes.items():

@@ -68,6 +68,7 @@ from aiokafka.errors import (
 
 from app.kafka_internals import (
     StaleMembership,
+    is_fatal,
     needs_abort,
     retrieve_failure,
     send_offsets_fenced,
@@ -249,6 +250,8 @@ class Transactions:
         if membership is None:  # between a lost membership and the next join: nothing to check against
             raise StaleMembership(self.group_id, -1, "", -1)
         writer = await self.open()
+        if is_fatal(writer.producer):  # fenced between two commits (a takeover): replaced, as a fenced one is
+            raise ProducerFenced()
         producer = writer.producer
         unchecked = [p for p in partitions if p not in self._checked]
         written = {p: entries for p, entries in changelog.items() if entries}

@@ -206,6 +206,12 @@ def needs_abort(producer: AIOKafkaProducer) -> bool:
     return bool(state in (TransactionState.IN_TRANSACTION, TransactionState.ABORTABLE_ERROR))
 
 
+def is_fatal(producer: AIOKafkaProducer) -> bool:
+    """Whether the producer's transactions failed for good (its epoch was taken: a new owner fenced it);
+    aiokafka then refuses even ``begin_transaction`` (an AssertionError), so it must be replaced."""
+    return bool(producer._txn_manager.state == TransactionState.FATAL_ERROR)
+
+
 def retrieve_failure(producer: AIOKafkaProducer) -> None:
     """Mark a failed producer's transaction error as seen. aiokafka also sets the error it raised on an
     internal future nobody awaits once the producer is dropped, which asyncio would log with a traceback."""

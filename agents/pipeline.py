@@ -47,8 +47,13 @@ class BookPipeline:
     def __init__(self, app: Any, settings: Settings, tables: Tables) -> None:
         self.app = app
         self.settings = settings
-        self.writer = BatchWriter(settings.kafka_bootstrap, f"{settings.app_id}-books",
-                                  {**settings.profile.writer_config(), **kafka_client_config(settings)})
+        config = {**settings.profile.writer_config(), **kafka_client_config(settings)}
+        self.writer = BatchWriter(settings.kafka_bootstrap, f"{settings.app_id}-books", config)
+        #: at least once, the changelog goes through a producer (a connection) of its own: aiokafka sends one
+        #: produce request per broker at a time, so on the outputs' producer the next batch's outputs
+        #: queued behind the previous batch's changelog write, a round trip on every delta's latency
+        self.changelog_writer = None if settings.exactly_once else BatchWriter(
+            settings.kafka_bootstrap, f"{settings.app_id}-books-changelog", config)
         table = tables.books
         self.store = BookStore(table, lambda: table.changelog_topic.get_topic_name(),
                                single_tail=settings.profile.changelog_single_tail)
@@ -119,6 +124,8 @@ class BookPipeline:
     async def _ensure_started(self) -> None:
         if not self._started:
             await self.writer.start()
+            if self.changelog_writer is not None:
+                await self.changelog_writer.start()
             self._make_transactions()
             self._started = True
 
@@ -443,7 +450,8 @@ class BookPipeline:
         topic = self.store.changelog_topic()
         while True:
             try:
-                sent = {p: await self.writer.send_partition(topic, p, records, single_tail=self.store.single_tail)
+                writer = self.changelog_writer or self.writer
+                sent = {p: await writer.send_partition(topic, p, records, single_tail=self.store.single_tail)
                         for p, records in changes.items()}
                 await asyncio.gather(*(f for futures in sent.values() for f in futures))
                 return {p: futures[-1].result().offset for p, futures in sent.items()}  # type: ignore[attr-defined]
@@ -523,6 +531,8 @@ class BookPipeline:
         if self._started:
             self._started = False
             await self.writer.stop()
+            if self.changelog_writer is not None:
+                await self.changelog_writer.stop()
 
     def consumer_lag(self, app: Any) -> dict[int, int]:
         """Records of each assigned raw partition not yet processed (highwater - processed)."""

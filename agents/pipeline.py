@@ -125,7 +125,11 @@ class BookPipeline:
         if not self._started:
             await self.writer.start()
             if self.changelog_writer is not None:
-                await self.changelog_writer.start()
+                try:
+                    await self.changelog_writer.start()
+                except BaseException:  # the next call starts both again: the outputs' producer must not leak
+                    await self.writer.stop()
+                    raise
             self._make_transactions()
             self._started = True
 

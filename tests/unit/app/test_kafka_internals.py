@@ -58,7 +58,8 @@ async def test_the_transaction_manager_names_the_refusal_relies_on_are_there() -
     manager = TransactionManager("kf-check", 10_000)
     assert hasattr(manager, "_pending_txn_offsets") and callable(manager._transition_to)
     assert hasattr(manager, "_transaction_waiter")  # retrieve_failure reads its error
-    assert {"IN_TRANSACTION", "ABORTABLE_ERROR"} <= {s.name for s in TransactionState}
+    assert {"IN_TRANSACTION", "ABORTABLE_ERROR", "FATAL_ERROR"} <= {s.name for s in TransactionState}
+    assert manager.state == TransactionState.UNINITIALIZED  # needs_abort and is_fatal read it
     # error_transaction forgets the partitions (so an abort after it sends no EndTxn): why _refuse exists
     names = TransactionManager.error_transaction.__code__.co_names
     assert "_txn_partitions" in names and "clear" in names

@@ -383,13 +383,31 @@ class BookPipeline:
         local = db.changelog_offset()
         records, last = await committed_tail(self.settings.kafka_bootstrap, kafka_client_config(self.settings),
                                              self.store.changelog_topic(), partition, -1 if local is None else local,
-                                             stable=True)
+                                             stable=True, on_open=self._fence_holders)
         if last is None:
             return
         log.warning("raw partition %d: %d books changelog records were committed after this worker's local state "
                     "(changelog offset %s); applying them before processing", partition, len(records), local)
         self.store.apply({partition: records}, {partition: last})
         self.changelog_caught_up += len(records)
+
+    async def _fence_holders(self, tp: Any) -> None:
+        """A transaction is open on the changelog partition this worker takes over, and nothing committed
+        names its holder: a former owner paused inside its first transaction of an assignment. Fence the
+        holder, as a named committer is; without it the read waits out the transaction's timeout."""
+        assert self.transactions is not None
+        try:
+            holders = await self.transactions.open_holders(tp.topic, tp.partition)
+        except KafkaError as exc:
+            log.warning("raw partition %d: could not ask the brokers who holds its open transaction (%s); waiting "
+                        "for it to end", tp.partition, exc)
+            return
+        for holder in holders:
+            if holder not in self._fenced_ids:
+                log.info("raw partition %d: fencing %s, which holds a transaction open on it, before taking it "
+                         "over", tp.partition, holder)
+                await self.transactions.fence_id(holder)
+                self._fenced_ids.add(holder)
 
     async def _read_gap(self, partition: int, start: int, end: int, out: list[Output],
                         processed: dict[int, int], unstored: bool = False) -> None:

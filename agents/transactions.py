@@ -70,6 +70,7 @@ from app.kafka_internals import (
     StaleMembership,
     is_fatal,
     needs_abort,
+    open_transaction_ids,
     retrieve_failure,
     send_offsets_fenced,
     shorten_transaction_backoff,
@@ -184,6 +185,12 @@ class Transactions:
             except KafkaError as exc:  # the id is fenced once initialized; a failed stop changes nothing
                 log.info("fencing producer %s stopped with %s", transactional_id, exc)
         self.fenced_ids += 1
+
+    async def open_holders(self, topic: str, partition: int) -> list[str]:
+        """Other workers' transactional ids that hold a transaction open on ``topic``/``partition`` now
+        (KIP-664; empty on a broker without it). Raises ``KafkaError``."""
+        ids = await open_transaction_ids(self.template.bootstrap, self.template.config, topic, partition)
+        return [i for i in ids if i.startswith(self.id_prefix) and i != self.transactional_id]
 
     async def close(self) -> None:
         writer, self._writer = self._writer, None

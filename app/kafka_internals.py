@@ -14,19 +14,22 @@ of the process. The versions this was checked against are pinned in ``pyproject.
 ``tests/unit/app/test_kafka_internals.py`` fails when the name or its use in aiokafka changes.
 
 The other sections: group-generation fencing of transactions (KIP-447), empty control batches
-(KAFKA-7467), and the worker consumer's fetch wait while every partition is in the fetch.
+(KAFKA-7467), the worker consumer's fetch wait while every partition is in the fetch, and who holds a
+transaction open on a partition (KIP-664 requests aiokafka lacks).
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+import inspect
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 import aiokafka
 import aiokafka.consumer.fetcher as _fetcher
 import aiokafka.producer.sender as _sender
 from aiokafka import AIOKafkaProducer, TopicPartition
+from aiokafka.client import AIOKafkaClient
 from aiokafka.producer.transaction_manager import TransactionState
 from aiokafka.protocol.api import Request, RequestStruct, Response
 from aiokafka.protocol.types import CompactArray, CompactString, Int16, Int32, Int64, Schema, TaggedFields
@@ -315,3 +318,123 @@ def long_idle_fetch_wait(consumer: Any, idle_wait_ms: int, wanted: Wanted = lamb
                            f"(checked against {AIOKAFKA_VERSION}); review app/kafka_internals.py before upgrading")
     setattr(_fetcher.Fetcher, ACTIONS_NAME, _actions_per_node)
     setattr(consumer._fetcher, IDLE_WAIT_ATTR, (idle_wait_ms, wanted))
+
+
+# -- Who holds a transaction open on a partition (KIP-664: DescribeProducers, ListTransactions) --------------
+# aiokafka has neither request. A new owner that finds a transaction open on a changelog partition it takes
+# over, and no committed record naming its holder (a former owner paused inside its first transaction of an
+# assignment), asks the partition's leader which producer holds it and the brokers which transactional id
+# that producer is, and fences the id: otherwise the takeover waits out the transaction's timeout.
+
+
+class DescribeProducersResponse_v0(Response):
+    API_KEY = 61
+    API_VERSION = 0
+    SCHEMA = Schema(
+        ("throttle_time_ms", Int32),
+        ("topics", CompactArray(
+            ("name", CompactString("utf-8")),
+            ("partitions", CompactArray(
+                ("partition_index", Int32), ("error_code", Int16), ("error_message", CompactString("utf-8")),
+                ("active_producers", CompactArray(
+                    ("producer_id", Int64), ("producer_epoch", Int32), ("last_sequence", Int32),
+                    ("last_timestamp", Int64), ("coordinator_epoch", Int32), ("current_txn_start_offset", Int64),
+                    ("tags", TaggedFields))),
+                ("tags", TaggedFields))),
+            ("tags", TaggedFields))),
+        ("tags", TaggedFields),
+    )
+
+
+class DescribeProducersRequest_v0(RequestStruct):
+    FLEXIBLE_VERSION = True
+    API_KEY = 61
+    API_VERSION = 0
+    RESPONSE_TYPE = DescribeProducersResponse_v0
+    SCHEMA = Schema(
+        ("topics", CompactArray(("name", CompactString("utf-8")), ("partition_indexes", CompactArray(Int32)),
+                                ("tags", TaggedFields))),
+        ("tags", TaggedFields),
+    )
+
+
+class DescribeProducers(Request[DescribeProducersRequest_v0]):
+    API_KEY = 61
+
+    def __init__(self, topic: str, partition: int) -> None:
+        self._topic, self._partition = topic, partition
+
+    def build(self, request_struct_class: type[DescribeProducersRequest_v0]) -> DescribeProducersRequest_v0:
+        return request_struct_class([(self._topic, [self._partition], {})], {})
+
+
+class ListTransactionsResponse_v0(Response):
+    API_KEY = 66
+    API_VERSION = 0
+    SCHEMA = Schema(
+        ("throttle_time_ms", Int32),
+        ("error_code", Int16),
+        ("unknown_state_filters", CompactArray(CompactString("utf-8"))),
+        ("transaction_states", CompactArray(
+            ("transactional_id", CompactString("utf-8")), ("producer_id", Int64),
+            ("transaction_state", CompactString("utf-8")), ("tags", TaggedFields))),
+        ("tags", TaggedFields),
+    )
+
+
+class ListTransactionsRequest_v0(RequestStruct):
+    FLEXIBLE_VERSION = True
+    API_KEY = 66
+    API_VERSION = 0
+    RESPONSE_TYPE = ListTransactionsResponse_v0
+    SCHEMA = Schema(
+        ("state_filters", CompactArray(CompactString("utf-8"))),
+        ("producer_id_filters", CompactArray(Int64)),
+        ("tags", TaggedFields),
+    )
+
+
+class ListTransactions(Request[ListTransactionsRequest_v0]):
+    API_KEY = 66
+
+    def __init__(self, producer_ids: list[int]) -> None:
+        self._producer_ids = producer_ids
+
+    def build(self, request_struct_class: type[ListTransactionsRequest_v0]) -> ListTransactionsRequest_v0:
+        return request_struct_class([], self._producer_ids, {})
+
+
+async def open_transaction_ids(bootstrap: str, config: Mapping[str, Any], topic: str, partition: int) -> list[str]:
+    """The transactional ids of the producers holding a transaction open on ``topic``/``partition`` now
+    (empty if none, or if the broker predates KIP-664: Kafka 2.8). Raises ``KafkaError`` on a broker error."""
+    accepted = inspect.signature(AIOKafkaClient).parameters  # a producer's settings hold more (acks, ...)
+    client = AIOKafkaClient(bootstrap_servers=bootstrap, client_id="krakenflow-takeover",
+                            **{k: v for k, v in config.items() if k in accepted and k != "client_id"})
+    await client.bootstrap()
+    try:
+        client.add_topic(topic)
+        await client.force_metadata_update()
+        leader = client.cluster.leader_for_partition(TopicPartition(topic, partition))
+        if leader is None or leader < 0:
+            raise aiokafka.errors.LeaderNotAvailableError(f"{topic}/{partition} has no leader")
+        try:
+            described = await client.send(leader, DescribeProducers(topic, partition))
+        except aiokafka.errors.IncompatibleBrokerVersion:
+            return []
+        producers = [p[0] for t in described.topics for part in t[1] if part[1] == 0
+                     for p in part[3] if p[5] >= 0]  # current_txn_start_offset: -1 when none is open
+        errors = [part[1] for t in described.topics for part in t[1] if part[1] != 0]
+        if errors:
+            raise aiokafka.errors.for_code(errors[0])(f"DescribeProducers {topic}/{partition}")
+        if not producers:
+            return []
+        ids: set[str] = set()
+        # each broker lists the transactions whose coordinator it is
+        for broker in sorted(b.nodeId for b in client.cluster.brokers()):
+            listed = await client.send(broker, ListTransactions(producers))
+            if listed.error_code:
+                raise aiokafka.errors.for_code(listed.error_code)(f"ListTransactions on broker {broker}")
+            ids.update(state[0] for state in listed.transaction_states)
+        return sorted(ids)
+    finally:
+        await client.close()

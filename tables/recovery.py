@@ -15,7 +15,7 @@ import asyncio
 import logging
 import time
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
@@ -29,6 +29,12 @@ log = logging.getLogger("krakenflow.recovery")
 
 #: how long the tail search may take before Faust's own highwater is used
 SEARCH_SECONDS = 20.0
+
+#: for the short-lived consumers here, which read a bounded range and look offsets up: a fetch at the end
+#: of a partition returns after 10 ms rather than aiokafka's 500 (the last fetch of a tail read is one,
+#: as it reaches the final transaction marker), and a topic missing from a new client's metadata is asked
+#: again after 10 ms rather than 100
+QUICK = {"fetch_max_wait_ms": 10, "retry_backoff_ms": 10}
 
 
 class MarkerAwareRecovery(Recovery):  # type: ignore[misc]
@@ -61,21 +67,23 @@ class MarkerAwareRecovery(Recovery):  # type: ignore[misc]
 
 async def last_records(bootstrap: str, config: Mapping[str, Any], ends: Mapping[TP, int]) -> dict[TP, int]:
     """For each partition, the offset of its last committed record at or below ``ends[tp]`` (-1: none)."""
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False,
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, **QUICK,
                                 isolation_level="read_committed", client_id="krakenflow-recovery", **config)
     await consumer.start()
     found: dict[TP, int] = {}
     try:
+        tps = {tp: TopicPartition(tp.topic, tp.partition) for tp in ends}
+        # looked up while nothing is assigned: an assigned partition's fetch would hold the connection
+        beginnings = await consumer.beginning_offsets(list(tps.values()))
         for tp, end in ends.items():
-            found[tp] = await _last_record(consumer, TopicPartition(tp.topic, tp.partition), end)
+            found[tp] = await _last_record(consumer, tps[tp], beginnings[tps[tp]], end)
     finally:
         await consumer.stop()
     return found
 
 
-async def _last_record(consumer: AIOKafkaConsumer, tp: TopicPartition, end: int) -> int:
+async def _last_record(consumer: AIOKafkaConsumer, tp: TopicPartition, beginning: int, end: int) -> int:
     consumer.assign([tp])
-    beginning = (await consumer.beginning_offsets([tp]))[tp]
     deadline = time.monotonic() + SEARCH_SECONDS
     window = 16  # a committed batch ends one marker before the end; an aborted one, a batch earlier
     while True:
@@ -101,33 +109,41 @@ async def _last_record(consumer: AIOKafkaConsumer, tp: TopicPartition, end: int)
 STABLE_WAIT = 60.0
 
 
-async def committed_tail(bootstrap: str, config: Mapping[str, Any], topic: str, partition: int,
-                         after: int, stable: bool = False) -> tuple[list[tuple[bytes | None, bytes | None]], int | None]:
+#: called once when the stable wait finds a transaction open on the partition (it may fence the holder)
+OnOpen = Callable[[TopicPartition], Awaitable[None]]
+
+
+async def committed_tail(bootstrap: str, config: Mapping[str, Any], topic: str, partition: int, after: int,
+                         stable: bool = False, on_open: OnOpen | None = None,
+                         ) -> tuple[list[tuple[bytes | None, bytes | None]], int | None]:
     """The committed records of a changelog partition after offset ``after`` (``read_committed``), and
     the offset of the last one (None: there are none).
 
     A worker that takes a partition back may hold local state from before it lost it; whatever the
     owners in between committed is read here, so nothing is processed from the older state. ``stable``:
     first wait until no transaction is open on the partition (the last stable offset reaches the
-    highwater seen at the start), so a former owner's last transaction is decided before the read.
+    highwater seen at the start), so a former owner's last transaction is decided before the read;
+    ``on_open`` is called when one is open.
     """
     tolerate_cleaned_control_batches()  # the changelog is compacted: the cleaner leaves empty control batches
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False,
+    # the offsets are looked up before the partition is assigned: once it is, the consumer's fetch holds the
+    # connection, and each lookup waits behind it (500 ms a lookup with aiokafka's default fetch wait)
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, **QUICK,
                                 isolation_level="read_committed", client_id="krakenflow-catchup", **config)
     await consumer.start()
     records: list[tuple[bytes | None, bytes | None]] = []
     last: int | None = None
     try:
         tp = TopicPartition(topic, partition)
-        consumer.assign([tp])
         if stable:
-            await _until_stable(consumer, bootstrap, config, tp)
+            await _until_stable(consumer, bootstrap, config, tp, on_open)
         end = (await consumer.end_offsets([tp]))[tp]  # read_committed: the last stable offset
         start = max(after + 1, (await consumer.beginning_offsets([tp]))[tp])
         # a committed transaction takes two offsets at least (a record and its marker): one offset after the
         # local state is the marker of its own last transaction, and reading it would wait out a fetch
         if end - start < 2:
             return records, last
+        consumer.assign([tp])
         consumer.seek(tp, start)
         while await consumer.position(tp) < end:
             for message in (await consumer.getmany(tp, timeout_ms=200)).get(tp, []):
@@ -140,10 +156,10 @@ async def committed_tail(bootstrap: str, config: Mapping[str, Any], topic: str, 
 
 
 async def _until_stable(consumer: AIOKafkaConsumer, bootstrap: str, config: Mapping[str, Any],
-                        tp: TopicPartition) -> None:
+                        tp: TopicPartition, on_open: OnOpen | None = None) -> None:
     """Until ``tp``'s last stable offset (``consumer`` reads read_committed) reaches its highwater now."""
     plain = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, client_id="krakenflow-catchup",
-                             **config)
+                             **QUICK, **config)
     await plain.start()
     try:
         highwater = (await plain.end_offsets([tp]))[tp]
@@ -151,8 +167,15 @@ async def _until_stable(consumer: AIOKafkaConsumer, bootstrap: str, config: Mapp
         await plain.stop()
     started = time.monotonic()
     warned = False
+    sighted = False
     while (stable := (await consumer.end_offsets([tp]))[tp]) < highwater:
         waited = time.monotonic() - started
+        if not sighted:
+            sighted = True  # a former owner's transaction is open: it commits, or is aborted (fenced, timed out)
+            log.info("%s[%d]: a transaction is open (stable offset %d, highwater %d); reading once it ends",
+                     tp.topic, tp.partition, stable, highwater)
+            if on_open is not None:
+                await on_open(tp)
         if waited > STABLE_WAIT:
             log.error("%s[%d]: a transaction has been open for %.0f s (stable offset %d, highwater %d); reading "
                       "what committed", tp.topic, tp.partition, waited, stable, highwater)

@@ -11,6 +11,7 @@ import uuid
 
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.errors import ProducerFenced
 
 from agents.transactions import Committed, Fenced, Transactions
 from app.kafka_internals import group_membership
@@ -157,3 +158,39 @@ async def test_a_new_owner_reads_the_changelog_only_once_the_former_owners_trans
         assert (await consumer.end_offsets([TopicPartition(topic, 0)]))[TopicPartition(topic, 0)] >= 2
     finally:
         await consumer.stop()
+
+
+async def test_a_new_owner_fences_whoever_holds_a_transaction_open_on_a_partition_it_takes_over() -> None:
+    # a former owner paused inside its first transaction of an assignment: nothing committed names it
+    bootstrap = shared_kafka().bootstrap
+    topic = await new_topic(bootstrap, 2)
+    owner = transactions(bootstrap, "owner", "kf-txn-unused", topic, [None])
+    former = AIOKafkaProducer(bootstrap_servers=bootstrap, transactional_id=f"{owner.id_prefix}former-{uuid.uuid4().hex[:6]}")
+    foreign = AIOKafkaProducer(bootstrap_servers=bootstrap, transactional_id=f"another-app-{uuid.uuid4().hex[:6]}")
+    await former.start()
+    await foreign.start()
+    try:
+        await foreign.begin_transaction()  # another application's producer: never this app's to fence
+        await (await foreign.send(topic, b"theirs", partition=0))
+        assert await owner.open_holders(topic, 0) == []
+        await foreign.abort_transaction()
+        await former.begin_transaction()
+        await (await former.send(topic, b"uncommitted", key=b"page", partition=0))
+        assert await owner.open_holders(topic, 0) == [former._txn_manager.transactional_id]
+        assert await owner.open_holders(topic, 1) == []
+
+        async def fence_holders(tp: TopicPartition) -> None:
+            for holder in await owner.open_holders(tp.topic, tp.partition):
+                await owner.fence_id(holder)
+
+        # fenced: its transaction is aborted now, not at its timeout (aiokafka's default: 60 s)
+        read = committed_tail(bootstrap, {}, topic, 0, -1, stable=True, on_open=fence_holders)
+        assert await asyncio.wait_for(read, timeout=20) == ([], None)
+        assert owner.fenced_ids == 1
+        with pytest.raises(ProducerFenced):
+            await former.commit_transaction()
+    finally:
+        await owner.close()
+        await former.stop()
+        await foreign.stop()
+    assert await committed(bootstrap, topic) == []

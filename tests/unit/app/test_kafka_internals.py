@@ -127,3 +127,18 @@ def test_the_fetcher_names_the_long_idle_wait_relies_on_are_there() -> None:
     # Faust's partitions taken (the profile's ``wanted``), whose TPs compare equal to aiokafka's
     assert "_active_partitions" in Consumer.__annotations__
     assert fetcher.TopicPartition("t", 1) in {TP("t", 1)}
+
+
+def test_the_client_names_the_open_transaction_lookup_relies_on_are_there() -> None:
+    import inspect
+
+    from aiokafka.client import AIOKafkaClient
+    from aiokafka.cluster import ClusterMetadata
+
+    assert {"bootstrap", "add_topic", "force_metadata_update", "send", "close"} <= set(dir(AIOKafkaClient))
+    assert {"leader_for_partition", "brokers"} <= set(dir(ClusterMetadata))
+    assert {"security_protocol", "ssl_context", "sasl_mechanism"} <= set(inspect.signature(AIOKafkaClient).parameters)
+    # the requests are built for a broker's versions (KIP-664 APIs: 61, 66), as aiokafka builds its own
+    request = kafka_internals.DescribeProducers("t", 3).prepare({61: (0, 0)})
+    assert request.encode() == kafka_internals.DescribeProducersRequest_v0([("t", [3], {})], {}).encode()
+    assert kafka_internals.ListTransactions([7]).prepare({66: (0, 1)}).API_VERSION == 0

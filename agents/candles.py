@@ -22,6 +22,7 @@ from agents.supervision import TaskRestarts
 from app.settings import Settings
 from models.candles import CandleClock
 from models.records import CandleRecord, encode
+from tables.definitions import changelog_compaction
 
 log = logging.getLogger("krakenflow.candles")
 
@@ -37,7 +38,8 @@ class Candles:
                                       partitions=settings.output_partitions)
         self.candles_topic = app.topic(settings.topic("candles"), key_type=bytes, value_type=bytes,
                                        partitions=settings.output_partitions)
-        self.table = app.Table("candles", key_type=str, value_type=bytes, partitions=settings.output_partitions)
+        self.table = app.Table("candles", key_type=str, value_type=bytes, partitions=settings.output_partitions,
+                               extra_topic_configs=changelog_compaction(settings))
         self.clock = CandleClock(int(settings.candle_grace * 1_000_000_000))
         #: Recently closed candles per (symbol, interval), newest last, for ``GET /candles/``.
         self.closed: dict[tuple[str, str], deque[dict[str, Any]]] = {}

@@ -29,6 +29,13 @@ BOOKS_CHANGELOG_CONFIGS: dict[str, str] = {
 }
 
 
+def changelog_compaction(settings: Settings) -> dict[str, str]:
+    """A table changelog's configs: the compaction above, on a broker that keeps topic configs. Every
+    table's changelog needs it (the candles' too: with Kafka's defaults its restore read grew with uptime,
+    ~34k records an hour at 12 pairs)."""
+    return dict(BOOKS_CHANGELOG_CONFIGS) if settings.profile.topic_configs else {}
+
+
 @dataclass(slots=True)
 class Tables:
     #: Book pages and per-pair meta (:mod:`tables.books`); raw bytes keys and values, so that changelog
@@ -53,9 +60,8 @@ class Tables:
 
 def define_tables(app: Any, settings: Settings) -> Tables:
     # the compaction configs only where the broker keeps topic configs (the embedded broker relies on none)
-    configs = BOOKS_CHANGELOG_CONFIGS if settings.profile.topic_configs else {}
     books = app.Table("books", key_type=bytes, value_type=bytes, partitions=settings.raw_partitions,
-                      extra_topic_configs=dict(configs))
+                      extra_topic_configs=changelog_compaction(settings))
     instruments = app.GlobalTable(
         "instruments", key_type=bytes, value_type=bytes, partitions=1,
         store="memory://instruments",  # a bare "memory://" URL is falsy in yarl

@@ -45,6 +45,8 @@ def test_compose_gives_every_changelog_its_table_configs() -> None:
     changelogs = {t.name: t.configs for t in changelog_topics(create_app(compose_settings()))}
     books = f"{compose_settings().app_id}-books-changelog"
     assert changelogs[books] == {**BOOKS_CHANGELOG_CONFIGS, "cleanup.policy": "compact"}
+    candles = f"{compose_settings().app_id}-candles-changelog"  # its restore must not grow with uptime either
+    assert changelogs[candles] == {**BOOKS_CHANGELOG_CONFIGS, "cleanup.policy": "compact"}
     configured = compose_configured()
     for name, configs in changelogs.items():
         assert configured.get(name, {}) == {k: v for k, v in configs.items() if k != "cleanup.policy"}, name

@@ -16,6 +16,8 @@ from typing import Any
 from aiokafka import AIOKafkaProducer
 from aiokafka.partitioner import murmur2
 
+from app.kafka_internals import reuse_zstd_contexts
+
 Record = tuple[bytes | None, bytes | None]
 #: A record with its timestamp (ms; None: the producer's clock).
 TimedRecord = tuple[bytes | None, bytes | None, int | None]
@@ -45,6 +47,7 @@ class BatchWriter:
 
     def new_producer(self, **extra: Any) -> AIOKafkaProducer:
         """A producer with this writer's settings (``extra``: a ``transactional_id``, say)."""
+        reuse_zstd_contexts()  # a context per batch cost more than the rest of a small batch's encoding
         return AIOKafkaProducer(
             bootstrap_servers=self.bootstrap, client_id=self.client_id, max_batch_size=1 << 20,
             max_request_size=1 << 22, linger_ms=0, **self.config, **extra,

@@ -19,6 +19,7 @@ from pathlib import Path
 
 from aiokafka import AIOKafkaProducer
 
+from app.kafka_internals import reuse_zstd_contexts
 from app.security import kafka_client_config
 from app.settings import Settings
 from app.topics import ensure_topics
@@ -35,6 +36,7 @@ async def replay(settings: Settings, paths: list[Path], rate: float = 0.0) -> in
         except OSError as exc:
             raise SystemExit(f"cannot read {path}: {exc.strerror}; give capture files (JSON Lines)") from exc
     await ensure_topics(settings)
+    reuse_zstd_contexts()
     producer = AIOKafkaProducer(
         bootstrap_servers=settings.kafka_bootstrap, linger_ms=5, **settings.profile.producer_config(),
         **kafka_client_config(settings),

@@ -8,8 +8,11 @@ import importlib.metadata
 import tomllib
 from pathlib import Path
 
+import aiokafka.producer.message_accumulator as message_accumulator
 import aiokafka.producer.sender as sender
 import pytest
+from aiokafka.record.default_records import DefaultRecordBatch
+from aiokafka.record.memory_records import MemoryRecords
 
 from app import kafka_internals
 
@@ -142,3 +145,42 @@ def test_the_client_names_the_open_transaction_lookup_relies_on_are_there() -> N
     request = kafka_internals.DescribeProducers("t", 3).prepare({61: (0, 0)})
     assert request.encode() == kafka_internals.DescribeProducersRequest_v0([("t", [3], {})], {}).encode()
     assert kafka_internals.ListTransactions([7]).prepare({66: (0, 1)}).API_VERSION == 0
+
+
+def _zstd_batch(records: list[bytes]) -> bytes:
+    """A zstd record batch built by the builder aiokafka's producer uses (the C one when it is built)."""
+    builder = message_accumulator.DefaultRecordBatchBuilder(
+        magic=2, compression_type=DefaultRecordBatch.CODEC_ZSTD, is_transactional=0, producer_id=-1,
+        producer_epoch=-1, base_sequence=-1, batch_size=1 << 20)
+    for offset, value in enumerate(records):
+        builder.append(offset, timestamp=None, key=b"BTC/USD", value=value, headers=[])
+    return bytes(builder.build())
+
+
+def test_the_producers_batch_builder_compresses_zstd_through_the_reused_context(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    kafka_internals.reuse_zstd_contexts()
+    for module in kafka_internals.ZSTD_MODULES:
+        assert getattr(module, kafka_internals.ZSTD_ENCODE_NAME) is kafka_internals._zstd_encode
+    # the builder looks the global up per batch (a copy bound at import would keep cramjam's encoder)
+    calls: list[int] = []
+
+    def counting(payload: bytes, level: int | None = None) -> bytes:
+        calls.append(len(payload))
+        return kafka_internals._zstd_encode(payload, level)
+
+    for module in kafka_internals.ZSTD_MODULES:
+        monkeypatch.setattr(module, kafka_internals.ZSTD_ENCODE_NAME, counting)
+    values = [b'{"price":"62803.8","qty":"0.95536416"}' * 3 for _ in range(20)]
+    batch = _zstd_batch(values)
+    assert calls, "aiokafka's batch builder no longer compresses through the module global"
+    # the same format: aiokafka's own decoder (cramjam) reads every record back
+    read = MemoryRecords(batch).next_batch()
+    assert read.compression_type == DefaultRecordBatch.CODEC_ZSTD
+    assert [record.value for record in read] == values
+
+
+def test_reusing_zstd_contexts_fails_loudly_when_the_name_is_gone(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delattr(kafka_internals.ZSTD_MODULES[1], kafka_internals.ZSTD_ENCODE_NAME)
+    with pytest.raises(RuntimeError, match="review app/kafka_internals.py"):
+        kafka_internals.reuse_zstd_contexts()

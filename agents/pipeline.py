@@ -360,11 +360,8 @@ class BookPipeline:
         own = self.transactions.transactional_id
         committer = self.store.committer(partition)
         while True:
-            if committer is not None and committer != own and committer not in self._fenced_ids:
-                log.info("raw partition %d: fencing its last committer %s before taking it over", partition,
-                         committer)
-                await self.transactions.fence_id(committer)
-                self._fenced_ids.add(committer)
+            if committer is not None and committer != own:
+                await self._fence_once(partition, committer, f"its last committer {committer}")
             await self._catch_up_changelog(partition)
             after = self.store.committer(partition)
             if after is None or after == own or after in self._fenced_ids:
@@ -403,11 +400,17 @@ class BookPipeline:
                         "for it to end", tp.partition, exc)
             return
         for holder in holders:
-            if holder not in self._fenced_ids:
-                log.info("raw partition %d: fencing %s, which holds a transaction open on it, before taking it "
-                         "over", tp.partition, holder)
-                await self.transactions.fence_id(holder)
-                self._fenced_ids.add(holder)
+            await self._fence_once(tp.partition, holder, f"{holder}, which holds a transaction open on it,")
+
+    async def _fence_once(self, partition: int, transactional_id: str, who: str) -> None:
+        """Fence ``transactional_id`` (``who``, for the log) before taking ``partition`` over, unless it was
+        fenced already (a fenced producer commits nothing more without the group check)."""
+        assert self.transactions is not None
+        if transactional_id in self._fenced_ids:
+            return
+        log.info("raw partition %d: fencing %s before taking it over", partition, who)
+        await self.transactions.fence_id(transactional_id)
+        self._fenced_ids.add(transactional_id)
 
     async def _read_gap(self, partition: int, start: int, end: int, out: list[Output],
                         processed: dict[int, int], unstored: bool = False) -> None:

@@ -98,11 +98,7 @@ class BookStore:
         """Write changelog records the broker has (committed) to the local RocksDB, with the offset of
         each partition's last one as Faust's persisted changelog offset."""
         for partition, records in changes.items():
-            db = PartitionDB(self.table, partition)
-            db.write(records)
-            offset = changelog_offsets.get(partition)
-            if offset is not None:
-                db.set_changelog_offset(offset)
+            PartitionDB(self.table, partition).write(records, changelog_offsets.get(partition))
             self.records_written += len(records)
             self.bytes_written += sum(len(k or b"") + len(v or b"") for k, v in records)
 

@@ -110,7 +110,7 @@ def create_app(settings: Settings | None = None) -> KrakenflowApp:
     settings = settings or Settings.from_env()
     native.use(settings.native)
     kafka_internals.tolerate_cleaned_control_batches()  # Faust's consumer reads the compacted books changelog
-    kafka_internals.reuse_zstd_contexts()  # Faust's producer and the agent's writers compress zstd batches
+    kafka_internals.reuse_zstd_contexts()  # zstd batches: Faust's clients' and the agent's writers'
     profile = settings.profile
     flag = datadir_flag()
     credentials = faust_credentials(settings)  # TLS/SASL (app/security.py); None for PLAINTEXT

@@ -11,6 +11,7 @@ from pathlib import Path
 import aiokafka.producer.message_accumulator as message_accumulator
 import aiokafka.producer.sender as sender
 import pytest
+import zstandard
 from aiokafka.record.default_records import DefaultRecordBatch
 from aiokafka.record.memory_records import MemoryRecords
 
@@ -184,3 +185,30 @@ def test_reusing_zstd_contexts_fails_loudly_when_the_name_is_gone(monkeypatch: p
     monkeypatch.delattr(kafka_internals.ZSTD_MODULES[1], kafka_internals.ZSTD_ENCODE_NAME)
     with pytest.raises(RuntimeError, match="review app/kafka_internals.py"):
         kafka_internals.reuse_zstd_contexts()
+
+
+def test_the_consumers_batch_reader_decompresses_zstd_through_the_reused_context(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    kafka_internals.reuse_zstd_contexts()
+    values = [b'{"channel":"book","type":"update","data":[]}' * 4 for _ in range(15)]
+    batch = _zstd_batch(values)
+    calls: list[int] = []
+
+    def counting(payload: bytes) -> bytes:
+        calls.append(len(payload))
+        return kafka_internals._zstd_decode(payload)
+
+    for module in kafka_internals.ZSTD_MODULES:
+        assert getattr(module, kafka_internals.ZSTD_DECODE_NAME) is kafka_internals._zstd_decode
+        monkeypatch.setattr(module, kafka_internals.ZSTD_DECODE_NAME, counting)
+    assert [record.value for record in MemoryRecords(batch).next_batch()] == values
+    assert calls, "aiokafka's batch reader no longer decompresses through the module global"
+
+
+def test_zstd_frames_the_reused_context_does_not_take_are_decoded_as_aiokafka_does() -> None:
+    payload = b'{"price":"62803.8","qty":"0.95536416"}' * 20
+    one = zstandard.ZstdCompressor(level=3).compress(payload)
+    unsized = zstandard.ZstdCompressor(level=3, write_content_size=False).compress(payload)
+    assert kafka_internals._zstd_decode(one) == payload
+    assert kafka_internals._zstd_decode(unsized) == payload  # no size in its header
+    assert kafka_internals._zstd_decode(one + unsized) == payload * 2  # two frames: none of them dropped

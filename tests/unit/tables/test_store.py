@@ -56,6 +56,29 @@ def test_flushed_state_restores_to_the_same_book(table: Any) -> None:
     assert (restored.seq, restored.epoch, restored.last_offset, restored.state) == (st.seq, st.epoch, st.last_offset, "live")
 
 
+@pytest.mark.parametrize("prefix", ["depthcharge_btcusd_d10", "depthcharge_btcusd_d100"])
+def test_every_flush_lists_the_pages_the_table_holds(table: Any, prefix: str) -> None:
+    """A flush after every frame: each meta record lists exactly the pair's stored pages, also after the
+    set of pages changed (the list is kept between flushes and made again only then)."""
+    path = next(p for p in capture_files() if p.name.startswith(prefix))
+    processor = BookProcessor(ProcessorSettings())
+    store = BookStore(table, changelog_topic=lambda: "unused")
+    db = PartitionDB(table, 0)
+    sets: set[frozenset[tuple[int, int]]] = set()
+    for offset, line in enumerate(path.read_text().splitlines()):
+        out: list[Output] = []
+        processor.process_into(RawRecord(line.encode(), b"BTC/USD", 0, offset, 1), out)
+        write(store, processor, out)
+        value = db.get(meta_key("BTC/USD"))
+        if value is None:
+            continue
+        known = store.pages["BTC/USD"].known
+        assert decode_meta(value).pages == [list(p) for p in sorted(known)]
+        assert all(db.get(page_key("BTC/USD", side, page)) is not None for side, page in known)
+        sets.add(frozenset(known))
+    assert len(sets) > 1  # the set of pages did change between flushes
+
+
 def test_a_corrupt_meta_record_makes_the_pair_untrusted_not_a_crash(table: Any) -> None:
     PartitionDB(table, 0).write([(meta_key("BTC/USD"), b'{"v":1,"symbol":"BTC/US')])
     store = BookStore(table, changelog_topic=lambda: "unused")

@@ -55,9 +55,6 @@ class BookStore:
         self.changelog_topic = changelog_topic
         self.single_tail = single_tail  # the broker profile's ListOffsets workaround (app.profile)
         self.pages: dict[str, Pages] = {}
-        #: per pair: its pages and their meta record's page list, made again only when the set changes
-        #: (sorting ~50 pages per pair per flush was ~3 % of the worker at 1k frames/s)
-        self._listed: dict[str, tuple[Pages, list[list[int]]]] = {}
         self.flushed: dict[str, int] = {}  # revision of each pair as last written
         self.restored = 0
         self.records_written = 0
@@ -67,7 +64,6 @@ class BookStore:
         """Drop what is known of the stored pairs (after a rebalance: re-read from the table)."""
         self.pages.clear()
         self.flushed.clear()
-        self._listed.clear()
 
     # -- flush -------------------------------------------------------------------------------------
 
@@ -153,10 +149,9 @@ class BookStore:
                     known.discard((side, page))
                     relisted = True
         pages.dirty.clear()
-        listed = self._listed.get(st.symbol)
-        if relisted or listed is None or listed[0] is not pages:
-            listed = self._listed[st.symbol] = (pages, [list(p) for p in sorted(known)])
-        records.append((meta_key(st.symbol), encode_meta(_meta(st, pages, listed[1]))))
+        if relisted or pages.listed is None:
+            pages.listed = [list(p) for p in sorted(known)]
+        records.append((meta_key(st.symbol), encode_meta(_meta(st, pages, pages.listed))))
         return records
 
     # -- restore -----------------------------------------------------------------------------------

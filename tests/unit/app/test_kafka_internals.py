@@ -10,6 +10,7 @@ from pathlib import Path
 
 import aiokafka.producer.message_accumulator as message_accumulator
 import aiokafka.producer.sender as sender
+import cramjam
 import pytest
 import zstandard
 from aiokafka.record.default_records import DefaultRecordBatch
@@ -212,3 +213,11 @@ def test_zstd_frames_the_reused_context_does_not_take_are_decoded_as_aiokafka_do
     assert kafka_internals._zstd_decode(one) == payload
     assert kafka_internals._zstd_decode(unsized) == payload  # no size in its header
     assert kafka_internals._zstd_decode(one + unsized) == payload * 2  # two frames: none of them dropped
+
+
+def test_a_zstd_frame_with_a_forged_size_is_refused_as_aiokafka_refuses_it_not_allocated() -> None:
+    frame = zstandard.ZstdCompressor(level=3).compress(b"x" * 100)  # its header: a one-byte content size
+    forged = frame[:4] + bytes([0xE0]) + (1 << 45).to_bytes(8, "little") + frame[6:]  # says 32 TiB
+    assert zstandard.frame_content_size(forged) == 1 << 45
+    with pytest.raises(cramjam.DecompressionError):  # not a MemoryError from allocating what it says
+        kafka_internals._zstd_decode(forged)

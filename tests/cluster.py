@@ -33,14 +33,18 @@ from tests.processes import ROOT, free_port
 BIN = Path(sys.executable).parent
 
 
-def wait_until(condition: Callable[[], Any], timeout: float, what: str, interval: float = 0.2) -> Any:
-    """Poll ``condition`` until it returns something truthy; fail naming ``what`` after ``timeout``."""
+def wait_until(condition: Callable[[], Any], timeout: float, what: str, interval: float = 0.2,
+               required: bool = True) -> Any:
+    """Poll ``condition`` until it returns something truthy; fail naming ``what`` after ``timeout`` (not
+    ``required``: return its last, falsy, result then)."""
     deadline = time.monotonic() + timeout
     while True:
         result = condition()
         if result:
             return result
         if time.monotonic() > deadline:
+            if not required:
+                return result
             raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
         time.sleep(interval)
 

@@ -98,9 +98,8 @@ def test_paused_workers_never_break_exactly_once(cluster: Cluster) -> None:
             # a zombie paused after a takeover and before its first transaction there left nothing to fence
             # (fresh-clone runs, pauses 6 and 10: the owner's own id was the last committer, nothing was
             # open); the audit at the end and the owner-never-fenced check judge every pause
-            deadline = time.monotonic() + 30
-            while fences(ports[owner]) <= fenced_before and time.monotonic() < deadline:
-                time.sleep(0.2)  # polling the owner's /metrics
+            wait_until(lambda: fences(ports[owner]) > fenced_before, 30,
+                       f"{owner} to fence the zombie {zombie} in pause {pause + 1}", required=False)
             before = seq_now(ports[owner])
             wait_until(lambda: time.monotonic() - stopped >= seconds
                        and all(n > before.get(s, 0) for s, n in seq_now(ports[owner]).items()),
